@@ -1,0 +1,1 @@
+//! Containers: partition tables, lost-partition probe and VMware LVM.

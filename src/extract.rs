@@ -1,0 +1,1 @@
+//! Copying files out.

@@ -1,0 +1,14 @@
+//! vmfs-rescue: read-only recovery of VMware VMFS datastores.
+//!
+//! Layers, each depending only on the ones above it in this list:
+//! - [`block`]: positional reads from images and devices, bad-sector tolerant;
+//! - [`container`]: partition tables, lost-partition probe, VMware LVM;
+//! - [`vmfs`]: the VMFS3/5/6 and VMFS-L file system;
+//! - [`extract`]: copying files out (sparse, hashed, with a manifest);
+//! - `cli` (in the binary crate side, `src/cli`): the command line.
+#![deny(unsafe_code)]
+
+pub mod block;
+pub mod container;
+pub mod extract;
+pub mod vmfs;

@@ -1,0 +1,1 @@
+//! The VMFS file system.
