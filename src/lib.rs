@@ -11,4 +11,5 @@
 pub mod block;
 pub mod container;
 pub mod extract;
+pub mod le;
 pub mod vmfs;
