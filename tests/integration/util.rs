@@ -1,0 +1,125 @@
+//! Shared test helpers: the corpus, decompressed image cache, and the source-unchanged guard.
+
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The corpus root from `VMFS_RESCUE_CORPUS`, or `None` (tests then skip, loudly) outside CI.
+/// In CI (`CI` set), a missing corpus is a failure.
+pub fn corpus() -> Option<PathBuf> {
+    match std::env::var_os("VMFS_RESCUE_CORPUS") {
+        Some(p) if Path::new(&p).is_dir() => Some(PathBuf::from(p)),
+        _ => {
+            assert!(std::env::var_os("CI").is_none(), "VMFS_RESCUE_CORPUS must point at shared/corpus in CI");
+            eprintln!("SKIP: VMFS_RESCUE_CORPUS not set");
+            None
+        }
+    }
+}
+
+/// Where decompressed corpus images are cached (outside the corpus, never in it).
+pub fn cache_dir() -> PathBuf {
+    let dir = std::env::var_os("VMFS_RESCUE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/corpus-cache"));
+    std::fs::create_dir_all(&dir).expect("create cache dir");
+    dir
+}
+
+static DECOMPRESS: Mutex<()> = Mutex::new(());
+
+/// The decompressed, sparse form of corpus file `rel` (e.g. `vmfs/dissect.vmfs-3.13/vmfs/vmfs5.bin.gz`).
+/// Cached across runs; the cache file is written under a temporary name and renamed, so a
+/// killed run never leaves a half image behind.
+pub fn corpus_image(rel: &str) -> Option<PathBuf> {
+    let root = corpus()?;
+    let src = root.join(rel);
+    assert!(src.is_file(), "corpus file {} missing", src.display());
+    let name = rel.trim_end_matches(".gz").replace('/', "__");
+    let out = cache_dir().join(name);
+    let _g = DECOMPRESS.lock().unwrap_or_else(|e| e.into_inner());
+    if out.is_file() {
+        return Some(out);
+    }
+    let tmp = out.with_extension("partial");
+    let mut dec = flate2::read::GzDecoder::new(File::open(&src).expect("open corpus file"));
+    let mut f = File::create(&tmp).expect("create cache file");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = dec.read(&mut buf[filled..]).expect("gunzip");
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        // Keep the cache sparse: seek over all-zero 64 KiB pieces.
+        for chunk in buf[..filled].chunks(65536) {
+            if chunk.iter().all(|&b| b == 0) {
+                f.seek(SeekFrom::Current(chunk.len() as i64)).unwrap();
+            } else {
+                f.write_all(chunk).unwrap();
+            }
+        }
+        len += filled as u64;
+    }
+    f.set_len(len).unwrap();
+    drop(f);
+    std::fs::rename(&tmp, &out).unwrap();
+    Some(out)
+}
+
+/// SHA-256 of a whole file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    let mut f = File::open(path).expect("open for hashing");
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex(&h.finalize())
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Hashes sources when created and checks them again when dropped: tests prove we never write.
+pub struct SourceGuard {
+    files: Vec<(PathBuf, String, std::time::SystemTime)>,
+}
+
+impl SourceGuard {
+    /// Remember the content hash and mtime of every path.
+    pub fn new(paths: &[PathBuf]) -> Self {
+        let files = paths
+            .iter()
+            .map(|p| (p.clone(), sha256_file(p), std::fs::metadata(p).unwrap().modified().unwrap()))
+            .collect();
+        Self { files }
+    }
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for (p, h, m) in &self.files {
+            assert_eq!(&sha256_file(p), h, "source {} changed", p.display());
+            assert_eq!(&std::fs::metadata(p).unwrap().modified().unwrap(), m, "source {} mtime changed", p.display());
+        }
+    }
+}
