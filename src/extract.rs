@@ -1,1 +1,298 @@
-//! Copying files out.
+//! Copying a source out: sparse, hashed, atomic, with the unreadable ranges it touched.
+//!
+//! One thread reads data ranges in large pieces (the only thread touching the source, so the
+//! source sees one sequential stream), a second writes them, a third hashes them in file order.
+//! Holes are never read or written: the output is sized with `set_len` and stays sparse.
+
+use crate::block::{BlockSource, merge_ranges};
+use sha2::{Digest, Sha256};
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::Range;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+/// Size of one read.
+const CHUNK: u64 = 8 << 20;
+/// Chunks in flight between the stages.
+const DEPTH: usize = 4;
+/// How many data ranges are asked for at once (bounds memory on fragmented huge files).
+const MAP_WINDOW: u64 = 64 << 30;
+
+/// Options of a copy.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyOptions {
+    /// Hash the whole content only if the holes to hash (as zeros) total at most this many bytes;
+    /// above it, hash each data range instead (hashing terabytes of zeros would take hours).
+    pub hole_hash_limit: u64,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self { hole_hash_limit: 16 << 30 }
+    }
+}
+
+/// The hash of one data range, when the whole-content hash was not computed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RangeHash {
+    /// Offset in the file.
+    pub offset: u64,
+    /// Length.
+    pub length: u64,
+    /// SHA-256 of those bytes, hex.
+    pub sha256: String,
+}
+
+/// What a copy did.
+#[derive(Clone, Debug, Default)]
+pub struct CopyReport {
+    /// Bytes of content (the file size).
+    pub size: u64,
+    /// SHA-256 of the whole content, or `None` when it was skipped (see [`CopyOptions`]).
+    pub sha256: Option<String>,
+    /// Per-data-range hashes when `sha256` is `None`; everything else is zeros.
+    pub range_hashes: Vec<RangeHash>,
+    /// Unreadable ranges of the content (read as zeros).
+    pub unreadable: Vec<Range<u64>>,
+    /// Bytes actually read from the source.
+    pub bytes_read: u64,
+}
+
+/// A piece of content in file order.
+enum Piece {
+    Data(u64, Arc<Vec<u8>>),
+    Zeros(u64),
+}
+
+/// Where the content goes.
+pub enum Sink<'a> {
+    /// A file written at offsets (holes stay sparse).
+    File(&'a File),
+    /// A stream (holes written as zeros), e.g. standard output.
+    Stream(&'a mut (dyn Write + Send)),
+    /// Nowhere: only hash.
+    Null,
+}
+
+/// Copy all of `src` to `sink`, hashing it. Unreadable bytes are zero-filled and reported.
+pub fn copy(src: &dyn BlockSource, sink: Sink<'_>, opts: CopyOptions) -> io::Result<CopyReport> {
+    let size = src.len();
+    // Decide the hash mode up front from the hole total.
+    let mut data_total = 0u64;
+    let mut pos = 0;
+    while pos < size {
+        let end = (pos + MAP_WINDOW).min(size);
+        data_total += src.data_ranges(pos..end).iter().map(|r| r.end - r.start).sum::<u64>();
+        pos = end;
+    }
+    let whole_hash = size - data_total <= opts.hole_hash_limit;
+    let is_stream = matches!(sink, Sink::Stream(_));
+
+    let (to_writer, from_reader) = sync_channel::<Piece>(DEPTH);
+    let (to_hasher, from_writer) = sync_channel::<Piece>(DEPTH);
+    std::thread::scope(|s| -> io::Result<CopyReport> {
+        let hasher = s.spawn(move || hash_stage(from_writer, whole_hash));
+        let writer = s.spawn(move || write_stage(from_reader, to_hasher, sink));
+        let read_result = read_stage(src, size, to_writer, is_stream || whole_hash);
+        let write_result = writer.join().map_err(|_| io::Error::other("writer thread panicked"))?;
+        let (sha, ranges) = hasher.join().map_err(|_| io::Error::other("hasher thread panicked"))?;
+        let bytes_read = read_result?;
+        write_result?;
+        Ok(CopyReport {
+            size,
+            sha256: sha,
+            range_hashes: ranges,
+            unreadable: merge_ranges(src.unreadable(0..size)),
+            bytes_read,
+        })
+    })
+}
+
+/// Read data ranges in file order; send zeros pieces for holes when someone needs them.
+fn read_stage(src: &dyn BlockSource, size: u64, out: SyncSender<Piece>, send_zeros: bool) -> io::Result<u64> {
+    let mut read = 0u64;
+    let mut pos = 0u64;
+    let mut window = 0u64;
+    while window < size {
+        let wend = (window + MAP_WINDOW).min(size);
+        for r in src.data_ranges(window..wend) {
+            if r.start > pos && send_zeros && out.send(Piece::Zeros(r.start - pos)).is_err() {
+                return Err(io::Error::other("copy pipeline stopped"));
+            }
+            let mut off = r.start;
+            while off < r.end {
+                // Align pieces to CHUNK so reads stay aligned on the device.
+                let n = (CHUNK - off % CHUNK).min(r.end - off);
+                let mut buf = vec![0u8; n as usize];
+                src.read_at(off, &mut buf).map_err(io::Error::other)?;
+                read += n;
+                if out.send(Piece::Data(off, Arc::new(buf))).is_err() {
+                    return Err(io::Error::other("copy pipeline stopped"));
+                }
+                off += n;
+            }
+            pos = r.end;
+        }
+        window = wend;
+    }
+    if pos < size && send_zeros {
+        let _ = out.send(Piece::Zeros(size - pos));
+    }
+    Ok(read)
+}
+
+fn write_stage(input: Receiver<Piece>, next: SyncSender<Piece>, sink: Sink<'_>) -> io::Result<()> {
+    let zeros = vec![0u8; CHUNK as usize];
+    let mut sink = sink;
+    let mut result = Ok(());
+    for piece in input {
+        if result.is_ok() {
+            result = match (&piece, &mut sink) {
+                (Piece::Data(off, buf), Sink::File(f)) => f.write_all_at(buf, *off),
+                (Piece::Data(_, buf), Sink::Stream(w)) => w.write_all(buf),
+                (Piece::Zeros(len), Sink::Stream(w)) => {
+                    let mut left = *len;
+                    let mut r = Ok(());
+                    while left > 0 && r.is_ok() {
+                        let n = left.min(CHUNK);
+                        r = w.write_all(&zeros[..n as usize]);
+                        left -= n;
+                    }
+                    r
+                }
+                _ => Ok(()),
+            };
+        }
+        if next.send(piece).is_err() {
+            break;
+        }
+    }
+    if let Sink::Stream(w) = &mut sink {
+        if result.is_ok() {
+            result = w.flush();
+        }
+    }
+    result
+}
+
+fn hash_stage(input: Receiver<Piece>, whole: bool) -> (Option<String>, Vec<RangeHash>) {
+    let zeros = vec![0u8; 1 << 20];
+    let mut h = Sha256::new();
+    let mut ranges: Vec<RangeHash> = Vec::new();
+    let mut cur: Option<(u64, u64, Sha256)> = None;
+    for piece in input {
+        match piece {
+            Piece::Data(off, buf) => {
+                if whole {
+                    h.update(&buf[..]);
+                } else {
+                    match &mut cur {
+                        Some((start, len, rh)) if *start + *len == off => {
+                            rh.update(&buf[..]);
+                            *len += buf.len() as u64;
+                        }
+                        _ => {
+                            if let Some((s, l, rh)) = cur.take() {
+                                ranges.push(RangeHash { offset: s, length: l, sha256: hex(&rh.finalize()) });
+                            }
+                            let mut rh = Sha256::new();
+                            rh.update(&buf[..]);
+                            cur = Some((off, buf.len() as u64, rh));
+                        }
+                    }
+                }
+            }
+            Piece::Zeros(mut len) => {
+                if whole {
+                    while len > 0 {
+                        let n = len.min(zeros.len() as u64);
+                        h.update(&zeros[..n as usize]);
+                        len -= n;
+                    }
+                }
+            }
+        }
+    }
+    if whole {
+        (Some(hex(&h.finalize())), Vec::new())
+    } else {
+        if let Some((s, l, rh)) = cur.take() {
+            ranges.push(RangeHash { offset: s, length: l, sha256: hex(&rh.finalize()) });
+        }
+        (None, ranges)
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// Copy `src` into a new file at `dest`, atomically: written as `dest.partial`, renamed at the end.
+pub fn copy_to_file(src: &dyn BlockSource, dest: &Path, opts: CopyOptions) -> io::Result<CopyReport> {
+    let mut tmp_name = dest.as_os_str().to_owned();
+    tmp_name.push(".partial");
+    let tmp = PathBuf::from(tmp_name);
+    let f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+    f.set_len(src.len())?;
+    let report = copy(src, Sink::File(&f), opts);
+    match report {
+        Ok(r) => {
+            f.sync_data()?;
+            drop(f);
+            std::fs::rename(&tmp, dest)?;
+            Ok(r)
+        }
+        Err(e) => {
+            drop(f);
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A file-name component made safe to create: no `/`, no NUL, not `.` or `..`, not empty.
+/// Other bytes (any UTF-8, or not) are kept as they are.
+pub fn sanitize_component(name: &[u8]) -> OsString {
+    let mut out: Vec<u8> = name.iter().map(|&c| if c == b'/' || c == 0 { b'_' } else { c }).collect();
+    if out.is_empty() || out == b"." || out == b".." {
+        out.insert(0, b'_');
+    }
+    // Keep names within what Linux file systems accept (255 bytes).
+    out.truncate(255);
+    OsString::from_vec(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{MemSource, Tolerant};
+
+    #[test]
+    fn names_are_sanitized() {
+        assert_eq!(sanitize_component(b".."), OsString::from("_.."));
+        assert_eq!(sanitize_component(b"a/b\0c"), OsString::from("a_b_c"));
+        assert_eq!(sanitize_component(b""), OsString::from("_"));
+        assert_eq!(sanitize_component("émoji😘".as_bytes()), OsString::from("émoji😘"));
+    }
+
+    #[test]
+    fn copy_hashes_and_streams() {
+        let data: Vec<u8> = (0..(CHUNK as usize * 2 + 12345)).map(|i| (i % 251) as u8).collect();
+        let src = Tolerant::new(MemSource::new("mem", data.clone()));
+        let mut out: Vec<u8> = Vec::new();
+        let r = copy(&src, Sink::Stream(&mut out), CopyOptions::default()).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(r.sha256.unwrap(), hex(&Sha256::digest(&data)));
+        assert_eq!(r.bytes_read, data.len() as u64);
+    }
+}

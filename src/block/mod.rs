@@ -79,6 +79,13 @@ pub trait BlockSource: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError>;
     /// The sub-ranges of `range` (in this source's offsets) known to be unreadable, sorted.
     fn unreadable(&self, range: Range<u64>) -> Vec<Range<u64>>;
+    /// The sub-ranges of `range` that may hold data, sorted; everything else reads as zeros
+    /// without being read. The default says "all of it"; sparse sources (thin files, virtual
+    /// disks) override it so copies skip holes.
+    fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        let end = range.end.min(self.len());
+        if range.start < end { vec![range.start..end] } else { Vec::new() }
+    }
 }
 
 /// Check that `offset..offset+len` lies inside a source of `size` bytes.

@@ -82,6 +82,24 @@ impl BlockSource for VmfsFile {
         }
         Ok(())
     }
+    fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        let end = range.end.min(self.len());
+        let mut out: Vec<Range<u64>> = Vec::new();
+        let mut pos = range.start;
+        while pos < end {
+            let wend = (pos + MAP_WINDOW).min(end);
+            for e in self.extents(pos..wend) {
+                if matches!(e.kind, ExtentKind::Data { .. } | ExtentKind::Resident { .. }) {
+                    match out.last_mut() {
+                        Some(last) if last.end == e.file_off => last.end += e.len,
+                        _ => out.push(e.file_off..e.file_off + e.len),
+                    }
+                }
+            }
+            pos = wend;
+        }
+        out
+    }
     fn unreadable(&self, range: Range<u64>) -> Vec<Range<u64>> {
         let end = range.end.min(self.len());
         let mut out = Vec::new();
