@@ -9,8 +9,10 @@ Usage:
                                                  into IMAGE...; offset: bytes into that image,
                                                  inside the file descriptor for resident data;
                                                  both null when the first block is unallocated)
-    vmfs_list.py IMAGE... [--hash] --compare OURS.jsonl
-                                                 diff OURS (same schema) against the oracle
+    vmfs_list.py IMAGE... [--hash] --compare OURS.jsonl [--ours-cat BIN]
+                                                 diff OURS (same schema) against the oracle; with
+                                                 --ours-cat, also hash `BIN cat IMAGE... --path P`
+                                                 for every regular file the oracle hashed
     vmfs_list.py IMAGE... [--hash] --manifest MANIFEST.json --manifest-image REL
                                                  check the oracle against the corpus manifest
 
@@ -241,6 +243,31 @@ def diff(theirs: dict[str, dict], ours: dict[str, dict], label: str) -> list[str
     return problems
 
 
+def diff_content(theirs: dict[str, dict], images: list[str], binary: str) -> list[str]:
+    """Hash what `binary cat` gives for every regular file the oracle hashed."""
+    import subprocess
+
+    problems = []
+    for path, a in sorted(theirs.items()):
+        if a.get("type") != "file" or not a.get("sha256"):
+            continue
+        h = hashlib.sha256()
+        n = 0
+        with subprocess.Popen(
+            [binary, "cat", *images, "--path", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as proc:
+            assert proc.stdout is not None
+            while buf := proc.stdout.read(CHUNK):
+                h.update(buf)
+                n += len(buf)
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        if proc.returncode != 0:
+            problems.append(f"{path}: `cat` exited {proc.returncode}: {err[:200]}")
+        elif h.hexdigest() != a["sha256"]:
+            problems.append(f"{path}: content: oracle sha256 {a['sha256']}, `cat` gave {n} bytes, {h.hexdigest()}")
+    return problems
+
+
 def load_jsonl(path: str) -> dict[str, dict]:
     out = {}
     with open(path) as f:
@@ -287,6 +314,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cat", metavar="PATH", help="write the content of PATH to stdout")
     ap.add_argument("--locate", metavar="PATH", help="print where the first byte of PATH lies")
     ap.add_argument("--compare", metavar="JSONL", help="compare with another lister's output")
+    ap.add_argument("--ours-cat", metavar="BIN", help="with --compare: check `BIN cat` against the hashes")
     ap.add_argument("--manifest", metavar="JSON", help="compare with the corpus manifest")
     ap.add_argument("--manifest-image", metavar="REL", help="the image's path in the manifest")
     args = ap.parse_args(argv)
@@ -307,6 +335,8 @@ def main(argv: list[str]) -> int:
         problems = []
         if args.compare:
             problems += diff(oracle, load_jsonl(args.compare), args.compare)
+            if args.ours_cat:
+                problems += diff_content(oracle, args.images, args.ours_cat)
         if args.manifest:
             if not args.manifest_image:
                 ap.error("--manifest needs --manifest-image")
