@@ -29,11 +29,13 @@ pub struct CopyOptions {
     /// Hash the whole content only if the holes to hash (as zeros) total at most this many bytes;
     /// above it, hash each data range instead (hashing terabytes of zeros would take hours).
     pub hole_hash_limit: u64,
+    /// Whether to hash at all (`cat` does not need to).
+    pub hash: bool,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        Self { hole_hash_limit: 16 << 30 }
+        Self { hole_hash_limit: 16 << 30, hash: true }
     }
 }
 
@@ -84,19 +86,26 @@ pub fn copy(src: &dyn BlockSource, sink: Sink<'_>, opts: CopyOptions) -> io::Res
     let size = src.len();
     // Decide the hash mode up front from the hole total.
     let mut data_total = 0u64;
-    let mut pos = 0;
-    while pos < size {
-        let end = (pos + MAP_WINDOW).min(size);
-        data_total += src.data_ranges(pos..end).iter().map(|r| r.end - r.start).sum::<u64>();
-        pos = end;
-    }
-    let whole_hash = size - data_total <= opts.hole_hash_limit;
+    for_windows(size, |r| {
+        let v = src.data_ranges(r);
+        data_total += v.iter().map(|r| r.end - r.start).sum::<u64>();
+        v.is_empty()
+    });
+    let whole_hash = opts.hash && size - data_total <= opts.hole_hash_limit;
+    let hash = opts.hash;
     let is_stream = matches!(sink, Sink::Stream(_));
 
     let (to_writer, from_reader) = sync_channel::<Piece>(DEPTH);
     let (to_hasher, from_writer) = sync_channel::<Piece>(DEPTH);
     std::thread::scope(|s| -> io::Result<CopyReport> {
-        let hasher = s.spawn(move || hash_stage(from_writer, whole_hash));
+        let hasher = s.spawn(move || {
+            if hash {
+                hash_stage(from_writer, whole_hash)
+            } else {
+                from_writer.into_iter().for_each(drop);
+                (None, Vec::new())
+            }
+        });
         let writer = s.spawn(move || write_stage(from_reader, to_hasher, sink));
         let read_result = read_stage(src, size, to_writer, is_stream || whole_hash);
         let write_result = writer.join().map_err(|_| io::Error::other("writer thread panicked"))?;
@@ -117,29 +126,39 @@ pub fn copy(src: &dyn BlockSource, sink: Sink<'_>, opts: CopyOptions) -> io::Res
 fn read_stage(src: &dyn BlockSource, size: u64, out: SyncSender<Piece>, send_zeros: bool) -> io::Result<u64> {
     let mut read = 0u64;
     let mut pos = 0u64;
-    let mut window = 0u64;
-    while window < size {
-        let wend = (window + MAP_WINDOW).min(size);
-        for r in src.data_ranges(window..wend) {
+    let mut result = Ok(());
+    for_windows(size, |window| {
+        let ranges = src.data_ranges(window);
+        let empty = ranges.is_empty();
+        for r in ranges {
+            if result.is_err() {
+                break;
+            }
             if r.start > pos && send_zeros && out.send(Piece::Zeros(r.start - pos)).is_err() {
-                return Err(io::Error::other("copy pipeline stopped"));
+                result = Err(io::Error::other("copy pipeline stopped"));
+                break;
             }
             let mut off = r.start;
             while off < r.end {
                 // Align pieces to CHUNK so reads stay aligned on the device.
                 let n = (CHUNK - off % CHUNK).min(r.end - off);
                 let mut buf = vec![0u8; n as usize];
-                src.read_at(off, &mut buf).map_err(io::Error::other)?;
+                if let Err(e) = src.read_at(off, &mut buf) {
+                    result = Err(io::Error::other(e));
+                    break;
+                }
                 read += n;
                 if out.send(Piece::Data(off, Arc::new(buf))).is_err() {
-                    return Err(io::Error::other("copy pipeline stopped"));
+                    result = Err(io::Error::other("copy pipeline stopped"));
+                    break;
                 }
                 off += n;
             }
             pos = r.end;
         }
-        window = wend;
-    }
+        empty && result.is_ok()
+    });
+    result?;
     if pos < size && send_zeros {
         let _ = out.send(Piece::Zeros(size - pos));
     }
@@ -225,6 +244,18 @@ fn hash_stage(input: Receiver<Piece>, whole: bool) -> (Option<String>, Vec<Range
             ranges.push(RangeHash { offset: s, length: l, sha256: hex(&rh.finalize()) });
         }
         (None, ranges)
+    }
+}
+
+/// Call `f` on consecutive windows covering `0..size`; a window on which `f` returns true (found
+/// nothing) makes the next one twice as large, so absurd sizes cost few calls.
+fn for_windows(size: u64, mut f: impl FnMut(Range<u64>) -> bool) {
+    let mut pos = 0u64;
+    let mut w = MAP_WINDOW;
+    while pos < size {
+        let end = pos.saturating_add(w).min(size);
+        w = if f(pos..end) { w.saturating_mul(2) } else { MAP_WINDOW };
+        pos = end;
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod block;
 pub mod container;
+pub mod datastore;
 pub mod extract;
 pub mod le;
 pub mod vmfs;

@@ -1,1 +1,23 @@
-fn main() {}
+//! `vmfs-rescue`: read-only recovery of VMware VMFS datastores.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::args::parse();
+    cli::init_logging(args.log.as_deref());
+    match cli::run(args) {
+        Ok(cli::Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(cli::Outcome::Damaged) => ExitCode::from(1),
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("vmfs-rescue: {e:#}");
+            ExitCode::from(if e.downcast_ref::<cli::UsageError>().is_some() { 2 } else { 1 })
+        }
+    }
+}

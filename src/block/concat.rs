@@ -25,6 +25,13 @@ pub struct Concat {
 impl Concat {
     /// Assemble `pieces` (any order; overlaps are cut, earlier piece wins) into a source of `len` bytes.
     pub fn new(label: impl Into<String>, mut pieces: Vec<Piece>, len: u64) -> Self {
+        // A piece reaching past the end of its source (a truncated image) keeps only what the
+        // source holds; the rest becomes a gap, read as zeros and reported unreadable.
+        for p in &mut pieces {
+            if let Some((src, off)) = &p.src {
+                p.len = p.len.min(src.len().saturating_sub(*off));
+            }
+        }
         pieces.retain(|p| p.len > 0 && p.offset < len);
         pieces.sort_by_key(|p| p.offset);
         let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());

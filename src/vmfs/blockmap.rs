@@ -88,6 +88,23 @@ impl Vmfs {
         self.extents_depth(fd, range, 0)
     }
 
+    /// How many bytes the FD's pointer tree can address: a larger `fileLength` is damage.
+    pub fn capacity(&self, fd: &Fd) -> u64 {
+        let geo = &self.geo;
+        let ptrs = geo.ptrs_count as u64;
+        let n = geo.pb_entries;
+        let Ok(bs) = fd.block_size(geo) else { return 0 };
+        let blocks = match fd.meta.zla {
+            Zla::Resident => return geo.data_size as u64,
+            Zla::None => return u64::MAX,
+            Zla::FileBlock | Zla::SubBlock => ptrs,
+            Zla::PointerBlock | Zla::Pointer2Block => ptrs.saturating_mul(n),
+            Zla::PointerBlockDouble => ptrs.saturating_mul(n).saturating_mul(n),
+            Zla::Other(_) => 0,
+        };
+        blocks.saturating_mul(bs)
+    }
+
     pub(super) fn extents_depth(&self, fd: &Fd, range: Range<u64>, depth: u32) -> Result<Vec<Extent>> {
         let geo = &self.geo;
         let end = range.end.min(fd.meta.size);

@@ -15,12 +15,14 @@ pub struct VmfsFile {
     fs: Arc<Vmfs>,
     fd: Fd,
     label: String,
+    capacity: u64,
 }
 
 impl VmfsFile {
     /// Open `fd` of `fs` for reading; `label` names it in errors (usually its path).
     pub fn new(fs: Arc<Vmfs>, fd: Fd, label: impl Into<String>) -> Self {
-        Self { fs, fd, label: label.into() }
+        let capacity = fs.capacity(&fd);
+        Self { fs, fd, label: label.into(), capacity }
     }
 
     /// The file's FD.
@@ -29,7 +31,23 @@ impl VmfsFile {
     }
 
     /// The extents of `range`, or one damaged extent if the map cannot be built at all.
+    /// Bytes past what the pointer tree can address (an absurd `fileLength`) are damaged.
     pub fn extents(&self, range: Range<u64>) -> Vec<Extent> {
+        let size = self.fd.meta.size;
+        let cap = self.capacity.min(size);
+        let end = range.end.min(size);
+        if range.start >= cap {
+            return if range.start < end {
+                vec![Extent { file_off: range.start, len: end - range.start, kind: ExtentKind::Damaged }]
+            } else {
+                Vec::new()
+            };
+        }
+        if end > cap {
+            let mut v = self.extents(range.start..cap);
+            v.push(Extent { file_off: cap, len: end - cap, kind: ExtentKind::Damaged });
+            return v;
+        }
         match self.fs.extents(&self.fd, range.clone()) {
             Ok(v) => v,
             Err(e) => {
@@ -43,14 +61,28 @@ impl VmfsFile {
     /// Bytes backed by volume blocks (data, to-be-zeroed or resident), as `ls` reports "allocated".
     pub fn allocated_bytes(&self) -> u64 {
         let mut total = 0;
-        let mut pos = 0;
-        let size = self.fd.meta.size;
-        while pos < size {
-            let end = (pos + MAP_WINDOW).min(size);
-            total += self.extents(pos..end).iter().filter(|e| !matches!(e.kind, ExtentKind::Hole)).map(|e| e.len).sum::<u64>();
-            pos = end;
-        }
+        self.for_extents(0..self.fd.meta.size, |e| {
+            if !matches!(e.kind, ExtentKind::Hole | ExtentKind::Damaged) {
+                total += e.len;
+            }
+        });
         total
+    }
+
+    /// Visit the extents of `range` in order, a window at a time. A window that is one hole
+    /// makes the next window twice as large, so a huge, nearly empty file costs few walks.
+    pub fn for_extents(&self, range: Range<u64>, mut f: impl FnMut(&Extent)) {
+        let end = range.end.min(self.fd.meta.size);
+        let mut pos = range.start;
+        let mut window = MAP_WINDOW;
+        while pos < end {
+            let wend = pos.saturating_add(window).min(end);
+            let v = self.extents(pos..wend);
+            let all_hole = v.len() == 1 && v[0].kind == ExtentKind::Hole;
+            v.iter().for_each(&mut f);
+            window = if all_hole { window.saturating_mul(2) } else { MAP_WINDOW };
+            pos = wend;
+        }
     }
 }
 
@@ -83,42 +115,34 @@ impl BlockSource for VmfsFile {
         Ok(())
     }
     fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
-        let end = range.end.min(self.len());
+        let end = range.end.min(self.len()).min(self.capacity);
         let mut out: Vec<Range<u64>> = Vec::new();
-        let mut pos = range.start;
-        while pos < end {
-            let wend = (pos + MAP_WINDOW).min(end);
-            for e in self.extents(pos..wend) {
-                if matches!(e.kind, ExtentKind::Data { .. } | ExtentKind::Resident { .. }) {
-                    match out.last_mut() {
-                        Some(last) if last.end == e.file_off => last.end += e.len,
-                        _ => out.push(e.file_off..e.file_off + e.len),
-                    }
+        self.for_extents(range.start..end, |e| {
+            if matches!(e.kind, ExtentKind::Data { .. } | ExtentKind::Resident { .. }) {
+                match out.last_mut() {
+                    Some(last) if last.end == e.file_off => last.end += e.len,
+                    _ => out.push(e.file_off..e.file_off + e.len),
                 }
             }
-            pos = wend;
-        }
+        });
         out
     }
     fn unreadable(&self, range: Range<u64>) -> Vec<Range<u64>> {
-        let end = range.end.min(self.len());
+        let mut end = range.end.min(self.len());
         let mut out = Vec::new();
-        let mut pos = range.start;
-        while pos < end {
-            let wend = (pos + MAP_WINDOW).min(end);
-            for e in self.extents(pos..wend) {
-                match e.kind {
-                    ExtentKind::Data { vol_off } => {
-                        for b in self.fs.vol.unreadable(vol_off..vol_off + e.len) {
-                            out.push(e.file_off + (b.start - vol_off)..e.file_off + (b.end - vol_off));
-                        }
-                    }
-                    ExtentKind::Damaged => out.push(e.file_off..e.file_off + e.len),
-                    _ => {}
+        if end > self.capacity {
+            out.push(self.capacity.max(range.start)..end);
+            end = self.capacity;
+        }
+        self.for_extents(range.start..end, |e| match e.kind {
+            ExtentKind::Data { vol_off } => {
+                for b in self.fs.vol.unreadable(vol_off..vol_off + e.len) {
+                    out.push(e.file_off + (b.start - vol_off)..e.file_off + (b.end - vol_off));
                 }
             }
-            pos = wend;
-        }
+            ExtentKind::Damaged => out.push(e.file_off..e.file_off + e.len),
+            _ => {}
+        });
         merge_ranges(out)
     }
 }

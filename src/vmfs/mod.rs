@@ -14,6 +14,7 @@ pub mod geometry;
 pub mod ondisk;
 pub mod resource;
 pub mod volume;
+pub mod walk;
 
 pub use blockmap::{Extent, ExtentKind};
 pub use dir::DirEntry;
@@ -22,3 +23,4 @@ pub use fd::Fd;
 pub use file::VmfsFile;
 pub use ondisk::{FdType, FsDescriptor};
 pub use volume::Vmfs;
+pub use walk::WalkItem;

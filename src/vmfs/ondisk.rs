@@ -98,7 +98,7 @@ impl FsDescriptor {
             config: g32(0x19),
             label: cstr_at(b, 0x1d, 128).unwrap_or_default(),
             disk_block_size: g32(0x9d),
-            file_block_size: pow2_in("fileBlockSize", g64(0xa1), 4096, 1 << 30)?,
+            file_block_size: pow2_in("fileBlockSize", g64(0xa1), 4096, 64 << 20)?,
             creation_time: g32(0xa9),
             lv_uuid: VmwareUuid::at(b, 0xb1).unwrap_or_default(),
             fdc_cluster_group_offset: g32(0xd1),

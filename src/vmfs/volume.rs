@@ -224,8 +224,25 @@ impl Vmfs {
         self.read_fd(ROOT_FD)
     }
 
+    /// Volume offset of the resource (PB, PB2, SB or FD) at packed address `raw`.
+    pub fn resource_volume_offset(&self, raw: u64) -> Result<u64> {
+        let (kind, cluster, resource) = match decode(raw, self.geo.v6, self.geo.dense_sbpc) {
+            Addr::PtrBlock { cluster, resource } => (ResKind::Pb, cluster, resource),
+            Addr::PtrBlock2 { cluster, resource } => (ResKind::Pb2, cluster, resource),
+            Addr::SubBlock { cluster, resource } => (ResKind::Sb, cluster, resource),
+            Addr::Fd { cluster, resource } => (ResKind::Fd, cluster, resource),
+            _ => return Err(Error::corrupt("resource address", 0, CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 })),
+        };
+        let res = self.resource_file(kind)?;
+        let off = res.resource_offset(cluster, resource)?;
+        match self.extents(&res.fd, off..off + 1)?.first().map(|e| e.kind) {
+            Some(ExtentKind::Data { vol_off }) => Ok(vol_off),
+            _ => Err(Error::corrupt_in_file("resource", res.fd.addr, off, CorruptKind::Inconsistent("resource is not backed by a block".into()))),
+        }
+    }
+
     /// The entries of the pointer block at `raw` (a PB, PB2 or — on VMFS6 — SB address).
-    pub(super) fn pointer_block(&self, raw: u64, depth: u32) -> Result<Arc<Vec<u64>>> {
+    pub fn pointer_block(&self, raw: u64, depth: u32) -> Result<Arc<Vec<u64>>> {
         if let Some(hit) = self.pb_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&raw) {
             return Ok(Arc::clone(hit));
         }

@@ -1,0 +1,113 @@
+//! The command line: each command in its own file; errors become exit codes in `main`.
+
+pub mod args;
+mod cat;
+mod extract;
+mod ls;
+mod volumes;
+
+use anyhow::{Result, bail};
+use args::{Cli, Command, Select};
+use std::sync::Arc;
+use vmfs_rescue::datastore::{self, Datastore};
+use vmfs_rescue::vmfs::Vmfs;
+
+/// How a command ended when it did not fail outright.
+pub enum Outcome {
+    /// Everything was read.
+    Clean,
+    /// Something could not be read; the output said what (exit status 1).
+    Damaged,
+}
+
+/// Bad usage (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Log warnings to stderr; everything at debug level to the log file when one is given.
+pub fn init_logging(file: Option<&std::path::Path>) {
+    use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_filter(EnvFilter::try_from_env("VMFS_RESCUE_LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("warn")));
+    let file_layer = file.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok()).map(|f| {
+        fmt::layer().with_writer(std::sync::Mutex::new(f)).with_ansi(false).with_filter(EnvFilter::new("debug"))
+    });
+    let _ = tracing_subscriber::registry().with(stderr).with(file_layer).try_init();
+}
+
+/// Run one command.
+pub fn run(cli: Cli) -> Result<Outcome> {
+    match cli.cmd {
+        Command::Volumes { json, sources } => volumes::run(&sources, json),
+        Command::Ls { recursive, json, select, path } => ls::run(&select, &path, recursive, json),
+        Command::Cat { select, path } => cat::run(&select, &path),
+        Command::Extract { select, to, path, system_files, hole_hash_limit_gib } => {
+            extract::run(&select, &to, &path, system_files, hole_hash_limit_gib << 30)
+        }
+    }
+}
+
+/// Open the sources, find the datastores, and pick the one the user means.
+pub fn open_selected(select: &Select) -> Result<(Vec<Datastore>, Arc<Vmfs>)> {
+    let sources = datastore::open_sources(&select.sources)?;
+    let (stores, notes) = datastore::find(&sources);
+    for n in &notes {
+        tracing::warn!("{n}");
+    }
+    let candidates: Vec<&Datastore> = match &select.volume {
+        Some(sel) => stores.iter().filter(|d| d.matches(sel)).collect(),
+        None => stores.iter().filter(|d| d.fs.is_ok()).collect(),
+    };
+    let chosen = match candidates.as_slice() {
+        [one] => *one,
+        [] if select.volume.is_some() => {
+            bail!(UsageError(format!("no volume {:?} on these sources (try `vmfs-rescue volumes`)", select.volume.as_deref().unwrap_or(""))))
+        }
+        [] => {
+            let why: Vec<String> = stores
+                .iter()
+                .filter_map(|d| d.fs.as_ref().err().map(|e| format!("volume {}: {e}", d.volume.uuid)))
+                .collect();
+            if why.is_empty() {
+                bail!("no VMFS volume found on {}", names(&select.sources));
+            }
+            bail!("no readable VMFS volume on {}: {}", names(&select.sources), why.join("; "));
+        }
+        many => {
+            let list: Vec<String> = many.iter().map(|d| d.label().unwrap_or("?").to_string()).collect();
+            bail!(UsageError(format!("several volumes ({}): choose one with --volume", list.join(", "))))
+        }
+    };
+    for m in &chosen.volume.notes {
+        tracing::warn!("{m}");
+    }
+    let fs = match &chosen.fs {
+        Ok(fs) => Arc::clone(fs),
+        Err(e) => bail!("volume {}: {e}", chosen.volume.uuid),
+    };
+    for w in &fs.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok((stores, fs))
+}
+
+fn names(paths: &[std::path::PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The type word of the CLI contract.
+pub fn type_word(fd: &vmfs_rescue::vmfs::Fd) -> &'static str {
+    use vmfs_rescue::vmfs::FdType;
+    match fd.meta.kind {
+        FdType::Directory => "dir",
+        FdType::File => "file",
+        FdType::Symlink => "symlink",
+        FdType::Rdm => "rdm",
+        FdType::SysFile => "sysfile",
+        FdType::Volume | FdType::Other(_) => "other",
+    }
+}
