@@ -41,6 +41,9 @@ impl BadMap {
 
     /// The parts of `range` that are recorded as unreadable, sorted.
     pub fn query(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        if range.start >= range.end {
+            return Vec::new();
+        }
         let map = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         // The range starting at or before range.start may overlap it.

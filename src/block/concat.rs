@@ -31,6 +31,8 @@ impl Concat {
             if let Some((src, off)) = &p.src {
                 p.len = p.len.min(src.len().saturating_sub(*off));
             }
+            // The piece must end inside the concatenation (no offset arithmetic can overflow).
+            p.len = p.len.min(len.saturating_sub(p.offset));
         }
         pieces.retain(|p| p.len > 0 && p.offset < len);
         pieces.sort_by_key(|p| p.offset);

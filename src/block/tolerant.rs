@@ -95,7 +95,7 @@ impl<R: RawSource> Tolerant<R> {
         // Align the pieces to sector boundaries of the source.
         let first_end = ((offset / sector) + 1) * sector;
         let end = offset + buf.len() as u64;
-        if end <= first_end || buf.len() as u64 <= sector {
+        if end <= first_end {
             // One sector (or part of one): try it, else zero and record.
             match self.attempt(offset, buf, self.policy.sector_attempts) {
                 Ok(()) => Ok(()),
@@ -108,9 +108,12 @@ impl<R: RawSource> Tolerant<R> {
                 }
             }
         } else {
+            // Split at a sector boundary between the two halves (at least after the first
+            // sector), so every piece but a lone partial sector starts on a boundary.
             let sectors = (end - offset).div_ceil(sector);
             let mid_sector = (offset / sector) + sectors / 2;
             let mid = (mid_sector * sector).clamp(first_end, end - 1);
+            let mid = if mid % sector == 0 { mid } else { first_end };
             let (a, b) = buf.split_at_mut((mid - offset) as usize);
             for (off, part) in [(offset, a), (mid, b)] {
                 match self.attempt(off, part, 1) {

@@ -95,6 +95,19 @@ fn one(fs: &Arc<Vmfs>, to: &Path, path: &str, comps: &[Vec<u8>], fd: &Fd, system
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
+        let capacity = fs.capacity(fd);
+        if fd.meta.size > capacity {
+            let msg = format!(
+                "corrupt FS3_FileMetadata at volume offset {:#x}: fileLength {:#x} exceeds the {capacity:#x} bytes its pointers can address",
+                fd.vol_offset() + fs.geo.meta_off as u64,
+                fd.meta.size
+            );
+            eprintln!("{path}: {msg}");
+            entry["error"] = json!(msg);
+            entry["output"] = Value::Null;
+            manifest.push(entry);
+            return Ok(true);
+        }
         let file = VmfsFile::new(fs.clone(), fd.clone(), path);
         let report = match copy_to_file(&file, &dest, opts) {
             Ok(r) => r,

@@ -73,15 +73,21 @@ impl VmfsFile {
     /// makes the next window twice as large, so a huge, nearly empty file costs few walks.
     pub fn for_extents(&self, range: Range<u64>, mut f: impl FnMut(&Extent)) {
         let end = range.end.min(self.fd.meta.size);
+        let mapped_end = end.min(self.capacity);
         let mut pos = range.start;
         let mut window = MAP_WINDOW;
-        while pos < end {
-            let wend = pos.saturating_add(window).min(end);
+        while pos < mapped_end {
+            let wend = pos.saturating_add(window).min(mapped_end);
             let v = self.extents(pos..wend);
             let all_hole = v.len() == 1 && v[0].kind == ExtentKind::Hole;
             v.iter().for_each(&mut f);
             window = if all_hole { window.saturating_mul(2) } else { MAP_WINDOW };
             pos = wend;
+        }
+        // Past what the pointer tree can address: one damaged extent, however large.
+        let start = range.start.max(mapped_end);
+        if start < end {
+            f(&Extent { file_off: start, len: end - start, kind: ExtentKind::Damaged });
         }
     }
 }
