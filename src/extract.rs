@@ -97,17 +97,24 @@ pub fn copy(src: &dyn BlockSource, sink: Sink<'_>, opts: CopyOptions) -> io::Res
 
     let (to_writer, from_reader) = sync_channel::<Piece>(DEPTH);
     let (to_hasher, from_writer) = sync_channel::<Piece>(DEPTH);
+    // Buffers go round: reader -> writer -> hasher -> back to the reader, so no chunk is ever
+    // allocated (and page-faulted) twice.
+    let (recycle, pool) = sync_channel::<Vec<u8>>(2 * DEPTH + 2);
     std::thread::scope(|s| -> io::Result<CopyReport> {
         let hasher = s.spawn(move || {
-            if hash {
-                hash_stage(from_writer, whole_hash)
+            let r = if hash {
+                hash_stage(from_writer, whole_hash, &recycle)
             } else {
-                from_writer.into_iter().for_each(drop);
+                for p in from_writer {
+                    give_back(p, &recycle);
+                }
                 (None, Vec::new())
-            }
+            };
+            drop(recycle);
+            r
         });
         let writer = s.spawn(move || write_stage(from_reader, to_hasher, sink));
-        let read_result = read_stage(src, size, to_writer, is_stream || whole_hash);
+        let read_result = read_stage(src, size, to_writer, is_stream || whole_hash, &pool);
         let write_result = writer.join().map_err(|_| io::Error::other("writer thread panicked"))?;
         let (sha, ranges) = hasher.join().map_err(|_| io::Error::other("hasher thread panicked"))?;
         let bytes_read = read_result?;
@@ -123,7 +130,23 @@ pub fn copy(src: &dyn BlockSource, sink: Sink<'_>, opts: CopyOptions) -> io::Res
 }
 
 /// Read data ranges in file order; send zeros pieces for holes when someone needs them.
-fn read_stage(src: &dyn BlockSource, size: u64, out: SyncSender<Piece>, send_zeros: bool) -> io::Result<u64> {
+/// Return a data piece's buffer to the reader, if it is the last holder.
+fn give_back(p: Piece, recycle: &SyncSender<Vec<u8>>) {
+    if let Piece::Data(_, buf) = p {
+        if let Ok(v) = Arc::try_unwrap(buf) {
+            let _ = recycle.try_send(v);
+        }
+    }
+}
+
+fn read_stage(
+    src: &dyn BlockSource,
+    size: u64,
+    out: SyncSender<Piece>,
+    send_zeros: bool,
+    pool: &Receiver<Vec<u8>>,
+) -> io::Result<u64> {
+    let mut spare = 2 * DEPTH + 2;
     let mut read = 0u64;
     let mut pos = 0u64;
     let mut result = Ok(());
@@ -142,7 +165,17 @@ fn read_stage(src: &dyn BlockSource, size: u64, out: SyncSender<Piece>, send_zer
             while off < r.end {
                 // Align pieces to CHUNK so reads stay aligned on the device.
                 let n = (CHUNK - off % CHUNK).min(r.end - off);
-                let mut buf = vec![0u8; n as usize];
+                // A fresh buffer while the pool fills, then only recycled ones.
+                let mut buf = if spare > 0 {
+                    spare -= 1;
+                    vec![0u8; CHUNK as usize]
+                } else {
+                    match pool.recv() {
+                        Ok(b) => b,
+                        Err(_) => vec![0u8; CHUNK as usize],
+                    }
+                };
+                buf.resize(n as usize, 0);
                 if let Err(e) = src.read_at(off, &mut buf) {
                     result = Err(io::Error::other(e));
                     break;
@@ -172,7 +205,7 @@ fn write_stage(input: Receiver<Piece>, next: SyncSender<Piece>, sink: Sink<'_>) 
     for piece in input {
         if result.is_ok() {
             result = match (&piece, &mut sink) {
-                (Piece::Data(off, buf), Sink::File(f)) => f.write_all_at(buf, *off),
+                (Piece::Data(off, buf), Sink::File(f)) => f.write_all_at(buf, *off).map(|()| start_writeback(f, *off, buf.len())),
                 (Piece::Data(_, buf), Sink::Stream(w)) => w.write_all(buf),
                 (Piece::Zeros(len), Sink::Stream(w)) => {
                     let mut left = *len;
@@ -199,14 +232,15 @@ fn write_stage(input: Receiver<Piece>, next: SyncSender<Piece>, sink: Sink<'_>) 
     result
 }
 
-fn hash_stage(input: Receiver<Piece>, whole: bool) -> (Option<String>, Vec<RangeHash>) {
+fn hash_stage(input: Receiver<Piece>, whole: bool, recycle: &SyncSender<Vec<u8>>) -> (Option<String>, Vec<RangeHash>) {
     let zeros = vec![0u8; 1 << 20];
     let mut h = Sha256::new();
     let mut ranges: Vec<RangeHash> = Vec::new();
     let mut cur: Option<(u64, u64, Sha256)> = None;
     for piece in input {
-        match piece {
+        match &piece {
             Piece::Data(off, buf) => {
+                let off = *off;
                 if whole {
                     h.update(&buf[..]);
                 } else {
@@ -226,7 +260,8 @@ fn hash_stage(input: Receiver<Piece>, whole: bool) -> (Option<String>, Vec<Range
                     }
                 }
             }
-            Piece::Zeros(mut len) => {
+            Piece::Zeros(len) => {
+                let mut len = *len;
                 if whole {
                     while len > 0 {
                         let n = len.min(zeros.len() as u64);
@@ -236,6 +271,7 @@ fn hash_stage(input: Receiver<Piece>, whole: bool) -> (Option<String>, Vec<Range
                 }
             }
         }
+        give_back(piece, recycle);
     }
     if whole {
         (Some(hex(&h.finalize())), Vec::new())
@@ -245,6 +281,15 @@ fn hash_stage(input: Receiver<Piece>, whole: bool) -> (Option<String>, Vec<Range
         }
         (None, ranges)
     }
+}
+
+/// Ask the kernel to start writing `len` bytes at `off` back now (POSIX_FADV_DONTNEED starts
+/// writeback of dirty pages), so the final `fdatasync` waits for little and a huge copy does not
+/// fill the page cache with dirty output.
+fn start_writeback(f: &File, off: u64, len: usize) {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else { return };
+    let _ = posix_fadvise(f, off, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
 }
 
 /// Call `f` on consecutive windows covering `0..size`; a window on which `f` returns true (found
