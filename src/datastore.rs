@@ -58,10 +58,10 @@ pub fn dest_on_source(dest: &Path, sources: &[PathBuf]) -> Option<PathBuf> {
     for s in sources {
         let Ok(m) = std::fs::metadata(s) else { continue };
         let canon_dest = dest.canonicalize().ok();
-        if let (Some(d), Ok(sc)) = (canon_dest, s.canonicalize()) {
-            if d.starts_with(&sc) {
-                return Some(s.clone());
-            }
+        if let (Some(d), Ok(sc)) = (canon_dest, s.canonicalize())
+            && d.starts_with(&sc)
+        {
+            return Some(s.clone());
         }
         if !m.file_type().is_block_device() {
             continue;

@@ -132,10 +132,10 @@ pub fn copy(src: &dyn BlockSource, sink: Sink<'_>, opts: CopyOptions) -> io::Res
 /// Read data ranges in file order; send zeros pieces for holes when someone needs them.
 /// Return a data piece's buffer to the reader, if it is the last holder.
 fn give_back(p: Piece, recycle: &SyncSender<Vec<u8>>) {
-    if let Piece::Data(_, buf) = p {
-        if let Ok(v) = Arc::try_unwrap(buf) {
-            let _ = recycle.try_send(v);
-        }
+    if let Piece::Data(_, buf) = p
+        && let Ok(v) = Arc::try_unwrap(buf)
+    {
+        let _ = recycle.try_send(v);
     }
 }
 
@@ -205,7 +205,9 @@ fn write_stage(input: Receiver<Piece>, next: SyncSender<Piece>, sink: Sink<'_>) 
     for piece in input {
         if result.is_ok() {
             result = match (&piece, &mut sink) {
-                (Piece::Data(off, buf), Sink::File(f)) => f.write_all_at(buf, *off).map(|()| start_writeback(f, *off, buf.len())),
+                (Piece::Data(off, buf), Sink::File(f)) => {
+                    f.write_all_at(buf, *off).map(|()| start_writeback(f, *off, buf.len()))
+                }
                 (Piece::Data(_, buf), Sink::Stream(w)) => w.write_all(buf),
                 (Piece::Zeros(len), Sink::Stream(w)) => {
                     let mut left = *len;
@@ -224,10 +226,10 @@ fn write_stage(input: Receiver<Piece>, next: SyncSender<Piece>, sink: Sink<'_>) 
             break;
         }
     }
-    if let Sink::Stream(w) = &mut sink {
-        if result.is_ok() {
-            result = w.flush();
-        }
+    if let Sink::Stream(w) = &mut sink
+        && result.is_ok()
+    {
+        result = w.flush();
     }
     result
 }

@@ -11,10 +11,10 @@ fn main() -> ExitCode {
         Ok(cli::Outcome::Clean) => ExitCode::SUCCESS,
         Ok(cli::Outcome::Damaged) => ExitCode::from(1),
         Err(e) => {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::BrokenPipe {
-                    return ExitCode::SUCCESS;
-                }
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return ExitCode::SUCCESS;
             }
             eprintln!("vmfs-rescue: {e:#}");
             ExitCode::from(if e.downcast_ref::<cli::UsageError>().is_some() { 2 } else { 1 })

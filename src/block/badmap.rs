@@ -25,12 +25,8 @@ impl BadMap {
         let mut map = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
         let (mut start, mut end) = (range.start, range.end);
         // Absorb every range that overlaps or touches [start, end).
-        let touching: Vec<(u64, u64)> = map
-            .range(..=end)
-            .rev()
-            .take_while(|(_, e)| **e >= start)
-            .map(|(s, e)| (*s, *e))
-            .collect();
+        let touching: Vec<(u64, u64)> =
+            map.range(..=end).rev().take_while(|(_, e)| **e >= start).map(|(s, e)| (*s, *e)).collect();
         for (s, e) in touching {
             map.remove(&s);
             start = start.min(s);
@@ -47,10 +43,10 @@ impl BadMap {
         let map = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         // The range starting at or before range.start may overlap it.
-        if let Some((s, e)) = map.range(..=range.start).next_back() {
-            if *e > range.start {
-                out.push(range.start.max(*s)..range.end.min(*e));
-            }
+        if let Some((s, e)) = map.range(..=range.start).next_back()
+            && *e > range.start
+        {
+            out.push(range.start.max(*s)..range.end.min(*e));
         }
         for (s, e) in map.range(range.start.saturating_add(1)..range.end) {
             out.push(*s..range.end.min(*e));

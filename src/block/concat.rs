@@ -110,11 +110,7 @@ impl BlockSource for Concat {
         self.len
     }
     fn sector_size(&self) -> u32 {
-        self.pieces
-            .iter()
-            .filter_map(|p| p.src.as_ref().map(|(s, _)| s.sector_size()))
-            .max()
-            .unwrap_or(512)
+        self.pieces.iter().filter_map(|p| p.src.as_ref().map(|(s, _)| s.sector_size())).max().unwrap_or(512)
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(&|| self.name(), offset, buf.len(), self.len)?;

@@ -84,7 +84,7 @@ pub trait BlockSource: Send + Sync {
     /// disks) override it so copies skip holes.
     fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
         let end = range.end.min(self.len());
-        if range.start < end { vec![range.start..end] } else { Vec::new() }
+        std::iter::once(range.start..end).filter(|r| r.start < r.end).collect()
     }
 }
 
@@ -110,11 +110,11 @@ pub fn merge_ranges(mut v: Vec<Range<u64>>) -> Vec<Range<u64>> {
     v.sort_by_key(|r| r.start);
     let mut out: Vec<Range<u64>> = Vec::with_capacity(v.len());
     for r in v {
-        if let Some(last) = out.last_mut() {
-            if r.start <= last.end {
-                last.end = last.end.max(r.end);
-                continue;
-            }
+        if let Some(last) = out.last_mut()
+            && r.start <= last.end
+        {
+            last.end = last.end.max(r.end);
+            continue;
         }
         out.push(r);
     }

@@ -11,6 +11,10 @@ pub trait RawSource: Send + Sync {
     fn name(&self) -> String;
     /// Size in bytes.
     fn len(&self) -> u64;
+    /// Whether the source holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Logical sector size.
     fn sector_size(&self) -> u32;
     /// Read up to `buf.len()` bytes at `offset`; may return fewer (short read) or fail.
@@ -113,7 +117,7 @@ impl<R: RawSource> Tolerant<R> {
             let sectors = (end - offset).div_ceil(sector);
             let mid_sector = (offset / sector) + sectors / 2;
             let mid = (mid_sector * sector).clamp(first_end, end - 1);
-            let mid = if mid % sector == 0 { mid } else { first_end };
+            let mid = if mid.is_multiple_of(sector) { mid } else { first_end };
             let (a, b) = buf.split_at_mut((mid - offset) as usize);
             for (off, part) in [(offset, a), (mid, b)] {
                 match self.attempt(off, part, 1) {

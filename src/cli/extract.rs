@@ -10,7 +10,13 @@ use vmfs_rescue::datastore::dest_on_source;
 use vmfs_rescue::extract::{CopyOptions, copy_to_file, sanitize_component};
 use vmfs_rescue::vmfs::{Fd, FdType, Vmfs, VmfsFile, WalkItem};
 
-pub fn run(select: &super::args::Select, to: &Path, paths: &[String], system: bool, hole_hash_limit: u64) -> Result<Outcome> {
+pub fn run(
+    select: &super::args::Select,
+    to: &Path,
+    paths: &[String],
+    system: bool,
+    hole_hash_limit: u64,
+) -> Result<Outcome> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     if let Some(src) = dest_on_source(to, &select.sources) {
         bail!(UsageError(format!("refusing to write to {}: it is on source {}", to.display(), src.display())));
@@ -69,7 +75,16 @@ pub fn run(select: &super::args::Select, to: &Path, paths: &[String], system: bo
 
 /// Copy one entry; returns whether something in it could not be read.
 #[allow(clippy::too_many_arguments)]
-fn one(fs: &Arc<Vmfs>, to: &Path, path: &str, comps: &[Vec<u8>], fd: &Fd, system: bool, opts: CopyOptions, manifest: &mut Vec<Value>) -> Result<bool> {
+fn one(
+    fs: &Arc<Vmfs>,
+    to: &Path,
+    path: &str,
+    comps: &[Vec<u8>],
+    fd: &Fd,
+    system: bool,
+    opts: CopyOptions,
+    manifest: &mut Vec<Value>,
+) -> Result<bool> {
     let rel: PathBuf = comps.iter().map(|c| sanitize_component(c)).collect();
     let dest = to.join(&rel);
     let mut entry = entry_json(fs, path, fd);

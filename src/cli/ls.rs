@@ -60,10 +60,10 @@ pub fn entry_json(fs: &std::sync::Arc<Vmfs>, path: &str, fd: &Fd) -> Value {
         "zla": format!("{:#x}", match m.zla { vmfs_rescue::vmfs::ondisk::Zla::Other(x) => x, z => zla_raw(z) }),
         "block_size": m.block_size,
     });
-    if m.kind == vmfs_rescue::vmfs::FdType::Symlink {
-        if let Ok(t) = fs.read_link(fd) {
-            v["symlink_target"] = json!(String::from_utf8_lossy(&t));
-        }
+    if m.kind == vmfs_rescue::vmfs::FdType::Symlink
+        && let Ok(t) = fs.read_link(fd)
+    {
+        v["symlink_target"] = json!(String::from_utf8_lossy(&t));
     }
     if let Some(t) = fd.rdm_target(&fs.geo) {
         v["rdm_target"] = json!({"vendor": t.vendor, "model": t.model, "id": t.id, "lun": t.lun});
@@ -93,9 +93,10 @@ fn print_entry(out: &mut dyn Write, fs: &std::sync::Arc<Vmfs>, path: &str, fd: &
             vmfs_rescue::vmfs::FdType::Symlink => {
                 fs.read_link(fd).map(|t| format!(" -> {}", String::from_utf8_lossy(&t))).unwrap_or_default()
             }
-            vmfs_rescue::vmfs::FdType::Rdm => {
-                fd.rdm_target(&fs.geo).map(|t| format!(" (RDM to {} {} {})", t.vendor, t.model, t.id)).unwrap_or_default()
-            }
+            vmfs_rescue::vmfs::FdType::Rdm => fd
+                .rdm_target(&fs.geo)
+                .map(|t| format!(" (RDM to {} {} {})", t.vendor, t.model, t.id))
+                .unwrap_or_default(),
             _ => String::new(),
         };
         writeln!(out, "{:>7} {:o} {:>16} {}{}", type_word(fd), fd.mode(), fd.meta.size, path, extra)?;

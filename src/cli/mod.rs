@@ -65,7 +65,10 @@ pub fn open_selected(select: &Select) -> Result<(Vec<Datastore>, Arc<Vmfs>)> {
     let chosen = match candidates.as_slice() {
         [one] => *one,
         [] if select.volume.is_some() => {
-            bail!(UsageError(format!("no volume {:?} on these sources (try `vmfs-rescue volumes`)", select.volume.as_deref().unwrap_or(""))))
+            bail!(UsageError(format!(
+                "no volume {:?} on these sources (try `vmfs-rescue volumes`)",
+                select.volume.as_deref().unwrap_or("")
+            )))
         }
         [] => {
             let why: Vec<String> = stores

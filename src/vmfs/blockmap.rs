@@ -63,19 +63,19 @@ impl Builder {
         if e.len == 0 {
             return;
         }
-        if let Some(last) = self.out.last_mut() {
-            if last.file_off + last.len == e.file_off {
-                let merged = match (last.kind, e.kind) {
-                    (ExtentKind::Data { vol_off: a }, ExtentKind::Data { vol_off: b }) => a.checked_add(last.len) == Some(b),
-                    (ExtentKind::Hole, ExtentKind::Hole)
-                    | (ExtentKind::ToBeZeroed, ExtentKind::ToBeZeroed)
-                    | (ExtentKind::Damaged, ExtentKind::Damaged) => true,
-                    _ => false,
-                };
-                if merged {
-                    last.len += e.len;
-                    return;
-                }
+        if let Some(last) = self.out.last_mut()
+            && last.file_off + last.len == e.file_off
+        {
+            let merged = match (last.kind, e.kind) {
+                (ExtentKind::Data { vol_off: a }, ExtentKind::Data { vol_off: b }) => a.checked_add(last.len) == Some(b),
+                (ExtentKind::Hole, ExtentKind::Hole)
+                | (ExtentKind::ToBeZeroed, ExtentKind::ToBeZeroed)
+                | (ExtentKind::Damaged, ExtentKind::Damaged) => true,
+                _ => false,
+            };
+            if merged {
+                last.len += e.len;
+                return;
             }
         }
         self.out.push(e);
@@ -140,7 +140,9 @@ impl Vmfs {
                 return Ok(b.out);
             }
             Zla::Resident => unreachable!("handled above"),
-            Zla::Other(v) => return Err(Error::Unsupported(format!("zero-level address type {v:#x} in FD {:#x}", fd.addr))),
+            Zla::Other(v) => {
+                return Err(Error::Unsupported(format!("zero-level address type {v:#x} in FD {:#x}", fd.addr)));
+            }
         };
         let top_first = first / span;
         let top_last = last / span;
@@ -236,7 +238,11 @@ impl Walk<'_> {
                 let unit = geo.sbs;
                 let in_unit = s - blk * self.bs;
                 let mut pos = s;
-                for x in self.fs.extents_depth(&sbc.fd, off + (in_unit % unit)..off + (in_unit % unit) + (e - s), self.depth + 1)? {
+                for x in self.fs.extents_depth(
+                    &sbc.fd,
+                    off + (in_unit % unit)..off + (in_unit % unit) + (e - s),
+                    self.depth + 1,
+                )? {
                     self.b.push(Extent { file_off: pos, len: x.len, kind: x.kind });
                     pos += x.len;
                 }
@@ -259,7 +265,11 @@ impl Walk<'_> {
             }
         };
         let base = base.ok_or_else(|| {
-            Error::corrupt("block pointer", self.fd.vol_offset(), CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 })
+            Error::corrupt(
+                "block pointer",
+                self.fd.vol_offset(),
+                CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 },
+            )
         })?;
         if tbz {
             self.b.push(Extent { file_off: s, len: e - s, kind: ExtentKind::ToBeZeroed });
@@ -271,7 +281,11 @@ impl Walk<'_> {
             let in_unit = pos % unit;
             let n = (unit - in_unit).min(e - pos);
             let vol_off = base.checked_add(in_unit).ok_or_else(|| {
-                Error::corrupt("block pointer", self.fd.vol_offset(), CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 })
+                Error::corrupt(
+                    "block pointer",
+                    self.fd.vol_offset(),
+                    CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 },
+                )
             })?;
             if vol_off.checked_add(n).is_none_or(|x| x > self.fs.vol.len()) {
                 return Err(Error::corrupt(

@@ -3,8 +3,8 @@
 use super::error::{CorruptKind, Error, Result};
 use super::fd::Fd;
 use super::ondisk::{
-    DIR_ENTRY5_SIZE, DIR6_BLOCK_HEADER_SIZE, DIR6_ENTRY_SIZE, DIR6_HEADER_BLOCK_SIZE, DIR6_HEADER_SIZE, DirBlockHeader6,
-    DirEntry5, DirEntry6, DirHeader6, FdType,
+    DIR_ENTRY5_SIZE, DIR6_BLOCK_HEADER_SIZE, DIR6_ENTRY_SIZE, DIR6_HEADER_BLOCK_SIZE, DIR6_HEADER_SIZE,
+    DirBlockHeader6, DirEntry5, DirEntry6, DirHeader6, FdType,
 };
 use super::volume::{MAX_METADATA_FILE, Vmfs};
 
@@ -76,7 +76,11 @@ impl Vmfs {
         let mut seen_blocks = std::collections::HashSet::new();
         for (i, &map_blk) in header.alloc_map_blocks.iter().enumerate() {
             let Some(map_off) = block_at(map_blk.into()).filter(|o| o + md <= size) else {
-                tracing::warn!(fd = format_args!("{:#x}", fd.addr), block = map_blk, "allocation map block outside the directory");
+                tracing::warn!(
+                    fd = format_args!("{:#x}", fd.addr),
+                    block = map_blk,
+                    "allocation map block outside the directory"
+                );
                 continue;
             };
             let map = self.read_file_range(fd, map_off, md, 0)?;
@@ -102,7 +106,8 @@ impl Vmfs {
     }
 
     fn dirent_block(&self, fd: &Fd, off: u64, block: &[u8], out: &mut Vec<DirEntry>) -> Result<()> {
-        let bh = DirBlockHeader6::parse(block).map_err(|k| Error::corrupt_in_file(DirBlockHeader6::NAME, fd.addr, off, k))?;
+        let bh = DirBlockHeader6::parse(block)
+            .map_err(|k| Error::corrupt_in_file(DirBlockHeader6::NAME, fd.addr, off, k))?;
         let fit = (block.len() - DIR6_BLOCK_HEADER_SIZE) / DIR6_ENTRY_SIZE;
         for slot in 0..usize::from(bh.total_slots).min(fit) {
             if !bh.slot_used(slot) {
@@ -112,7 +117,11 @@ impl Vmfs {
             let e = DirEntry6::parse(&block[at..])
                 .map_err(|k| Error::corrupt_in_file(DirEntry6::NAME, fd.addr, off + at as u64, k))?;
             if e.self_offset != off + at as u64 {
-                tracing::warn!(fd = format_args!("{:#x}", fd.addr), offset = off + at as u64, "dirent self-offset mismatch");
+                tracing::warn!(
+                    fd = format_args!("{:#x}", fd.addr),
+                    offset = off + at as u64,
+                    "dirent self-offset mismatch"
+                );
             }
             if keep(&e.name, e.desc_addr) {
                 out.push(DirEntry { name: e.name, addr: e.desc_addr, kind: e.kind, generation: e.generation });

@@ -43,7 +43,11 @@ impl Fd {
             ));
         }
         if raw.len() < geo.fd_size {
-            return Err(Error::corrupt(Self::NAME, vol_offset, CorruptKind::Truncated { have: raw.len(), need: geo.fd_size }));
+            return Err(Error::corrupt(
+                Self::NAME,
+                vol_offset,
+                CorruptKind::Truncated { have: raw.len(), need: geo.fd_size },
+            ));
         }
         Ok(Self { addr, lock, meta, raw: raw.into_boxed_slice() })
     }

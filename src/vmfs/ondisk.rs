@@ -127,7 +127,7 @@ impl FsDescriptor {
             });
         }
         if d.is_vmfs6() {
-            pow2_in("mdAlignment", d.md_alignment.into(), 512, 1 << 20)?;
+            pow2_in("mdAlignment", d.md_alignment.into(), 4096, 1 << 20)?;
             if d.sfb_to_lfb_shift > 16 {
                 return Err(CorruptKind::OutOfRange {
                     field: "sfbToLfbShift",
@@ -669,13 +669,18 @@ mod tests {
         let mut b = good.clone();
         crate::le::put_u64(&mut b, 0xa1, 3 << 20);
         assert_eq!(FsDescriptor::parse(&b), Err(CorruptKind::BadSize { field: "fileBlockSize", value: 3 << 20 }));
-        let mut b = good.clone();
-        crate::le::put_u32(&mut b, 0x134, 0);
-        assert_eq!(FsDescriptor::parse(&b), Err(CorruptKind::BadSize { field: "mdAlignment", value: 0 }));
+        for md in [0, 512, 3 << 12] {
+            let mut b = good.clone();
+            crate::le::put_u32(&mut b, 0x134, md);
+            assert_eq!(FsDescriptor::parse(&b), Err(CorruptKind::BadSize { field: "mdAlignment", value: md.into() }));
+        }
         let mut b = good.clone();
         crate::le::put_u32(&mut b, 0xd5, 0);
         assert!(matches!(FsDescriptor::parse(&b), Err(CorruptKind::OutOfRange { field: "fdcClustersPerGroup", .. })));
-        assert_eq!(FsDescriptor::parse(&good[..100]), Err(CorruptKind::Truncated { have: 100, need: FS_DESCRIPTOR_SIZE }));
+        assert_eq!(
+            FsDescriptor::parse(&good[..100]),
+            Err(CorruptKind::Truncated { have: 100, need: FS_DESCRIPTOR_SIZE })
+        );
     }
 
     #[test]

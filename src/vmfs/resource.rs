@@ -22,7 +22,10 @@ impl ResFile {
     /// `cgOffset + group·cgSize + C·headerSize + (cluster mod C)·R·rsz + resource·rsz`.
     pub fn resource_offset(&self, cluster: u64, resource: u64) -> Result<u64> {
         let m = &self.meta;
-        let bad = |kind| Error::Corrupt { at: Where { structure: ResFileMeta::NAME, space: Space::File(self.fd.addr), offset: 0 }, kind };
+        let bad = |kind| Error::Corrupt {
+            at: Where { structure: ResFileMeta::NAME, space: Space::File(self.fd.addr), offset: 0 },
+            kind,
+        };
         let r = u64::from(m.resources_per_cluster);
         let c = u64::from(m.clusters_per_group);
         if r == 0 || c == 0 {
@@ -42,7 +45,11 @@ impl ResFile {
         })()
         .ok_or_else(|| bad(CorruptKind::OutOfRange { field: "cluster", value: cluster, limit: u64::MAX }))?;
         if off.checked_add(rsz).is_none_or(|end| end > self.fd.meta.size) {
-            return Err(bad(CorruptKind::OutOfRange { field: "resource offset", value: off, limit: self.fd.meta.size }));
+            return Err(bad(CorruptKind::OutOfRange {
+                field: "resource offset",
+                value: off,
+                limit: self.fd.meta.size,
+            }));
         }
         Ok(off)
     }

@@ -5,7 +5,9 @@ use super::blockmap::ExtentKind;
 use super::error::{CorruptKind, Error, Result};
 use super::fd::Fd;
 use super::geometry::Geometry;
-use super::ondisk::{FS_DESCRIPTOR_OFFSET, FS_DESCRIPTOR_SIZE, FdType, FsDescriptor, RES_FILE_META_SIZE, RFMD_SIGNATURE, ResFileMeta};
+use super::ondisk::{
+    FS_DESCRIPTOR_OFFSET, FS_DESCRIPTOR_SIZE, FdType, FsDescriptor, RES_FILE_META_SIZE, RFMD_SIGNATURE, ResFileMeta,
+};
 use super::resource::ResFile;
 use crate::block::{Source, read_vec};
 use crate::le::{u32_at, u64_at};
@@ -79,7 +81,8 @@ impl Vmfs {
     /// Open the file system on `vol` (a logical volume, or a raw LV image).
     pub fn open(vol: Source) -> Result<Self> {
         let raw = read_vec(vol.as_ref(), FS_DESCRIPTOR_OFFSET, FS_DESCRIPTOR_SIZE)?;
-        let desc = FsDescriptor::parse(&raw).map_err(|k| Error::corrupt(FsDescriptor::NAME, FS_DESCRIPTOR_OFFSET, k))?;
+        let desc =
+            FsDescriptor::parse(&raw).map_err(|k| Error::corrupt(FsDescriptor::NAME, FS_DESCRIPTOR_OFFSET, k))?;
         let geo = Geometry::from_descriptor(&desc)?;
         let mut fs = Self {
             vol,
@@ -148,7 +151,12 @@ impl Vmfs {
         let head = self.read_file_range(&fd, 0, RES_FILE_META_SIZE as u64, 0)?;
         let meta = ResFileMeta::parse(&head).map_err(|k| Error::corrupt_in_file(ResFileMeta::NAME, addr, 0, k))?;
         if self.geo.v6 && meta.signature != RFMD_SIGNATURE {
-            return Err(Error::corrupt_in_file(ResFileMeta::NAME, addr, 0x20, CorruptKind::BadMagic { found: meta.signature }));
+            return Err(Error::corrupt_in_file(
+                ResFileMeta::NAME,
+                addr,
+                0x20,
+                CorruptKind::BadMagic { found: meta.signature },
+            ));
         }
         Ok(ResFile { name: kind.file_name(), meta, fd, cluster_header_size: self.geo.cluster_header_size })
     }
@@ -159,10 +167,12 @@ impl Vmfs {
         let found = (|| -> Result<u64> {
             let fd = self.read_system_fd(FBB_FD)?;
             let head = self.read_file_range(&fd, 0, RES_FILE_META_SIZE as u64, 0)?;
-            let parent = ResFileMeta::parse(&head).map_err(|k| Error::corrupt_in_file(ResFileMeta::NAME, FBB_FD, 0, k))?;
+            let parent =
+                ResFileMeta::parse(&head).map_err(|k| Error::corrupt_in_file(ResFileMeta::NAME, FBB_FD, 0, k))?;
             let off = u64::from(parent.child_meta_offset);
             let child = self.read_file_range(&fd, off, RES_FILE_META_SIZE as u64, 0)?;
-            let child = ResFileMeta::parse(&child).map_err(|k| Error::corrupt_in_file(ResFileMeta::NAME, FBB_FD, off, k))?;
+            let child =
+                ResFileMeta::parse(&child).map_err(|k| Error::corrupt_in_file(ResFileMeta::NAME, FBB_FD, off, k))?;
             Ok(child.resources_per_cluster.into())
         })();
         match found {
@@ -186,7 +196,11 @@ impl Vmfs {
     /// A system FD read from its fixed volume offset, without .fdc.sf.
     fn read_system_fd(&self, addr: u32) -> Result<Fd> {
         let off = self.geo.system_fd_offset(&self.desc, addr).ok_or_else(|| {
-            Error::corrupt(FsDescriptor::NAME, FS_DESCRIPTOR_OFFSET, CorruptKind::BadSize { field: "fileBlockSize", value: self.geo.fbs })
+            Error::corrupt(
+                FsDescriptor::NAME,
+                FS_DESCRIPTOR_OFFSET,
+                CorruptKind::BadSize { field: "fileBlockSize", value: self.geo.fbs },
+            )
         })?;
         let raw = read_vec(self.vol.as_ref(), off, self.geo.fd_size)?;
         Fd::parse(raw, addr, off, &self.geo)
@@ -207,7 +221,11 @@ impl Vmfs {
     pub fn read_fd(&self, addr: u32) -> Result<Fd> {
         let Addr::Fd { cluster, resource } = fd_addr(addr) else { unreachable!("fd() always yields Fd") };
         if addr & 7 != 4 {
-            return Err(Error::corrupt("FD address", 0, CorruptKind::BadAddress { addr: addr.into(), kind: (addr & 7) as u8 }));
+            return Err(Error::corrupt(
+                "FD address",
+                0,
+                CorruptKind::BadAddress { addr: addr.into(), kind: (addr & 7) as u8 },
+            ));
         }
         let fdc = self.resource_file(ResKind::Fd)?;
         let off = fdc.resource_offset(cluster, resource)?;
@@ -231,13 +249,24 @@ impl Vmfs {
             Addr::PtrBlock2 { cluster, resource } => (ResKind::Pb2, cluster, resource),
             Addr::SubBlock { cluster, resource } => (ResKind::Sb, cluster, resource),
             Addr::Fd { cluster, resource } => (ResKind::Fd, cluster, resource),
-            _ => return Err(Error::corrupt("resource address", 0, CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 })),
+            _ => {
+                return Err(Error::corrupt(
+                    "resource address",
+                    0,
+                    CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 },
+                ));
+            }
         };
         let res = self.resource_file(kind)?;
         let off = res.resource_offset(cluster, resource)?;
         match self.extents(&res.fd, off..off + 1)?.first().map(|e| e.kind) {
             Some(ExtentKind::Data { vol_off }) => Ok(vol_off),
-            _ => Err(Error::corrupt_in_file("resource", res.fd.addr, off, CorruptKind::Inconsistent("resource is not backed by a block".into()))),
+            _ => Err(Error::corrupt_in_file(
+                "resource",
+                res.fd.addr,
+                off,
+                CorruptKind::Inconsistent("resource is not backed by a block".into()),
+            )),
         }
     }
 
@@ -250,7 +279,13 @@ impl Vmfs {
             Addr::PtrBlock { cluster, resource } => (ResKind::Pb, cluster, resource),
             Addr::PtrBlock2 { cluster, resource } => (ResKind::Pb2, cluster, resource),
             Addr::SubBlock { cluster, resource } => (ResKind::Sb, cluster, resource),
-            _ => return Err(Error::corrupt("pointer block address", 0, CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 })),
+            _ => {
+                return Err(Error::corrupt(
+                    "pointer block address",
+                    0,
+                    CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 },
+                ));
+            }
         };
         let res = self.resource_file(kind)?;
         let off = res.resource_offset(cluster, resource)?;
@@ -258,7 +293,13 @@ impl Vmfs {
         let bytes = self.read_file_range(&res.fd, off, len, depth + 1)?;
         let w = self.geo.ptr_width;
         let entries: Vec<u64> = (0..self.geo.pb_entries as usize)
-            .map(|i| if w == 8 { u64_at(&bytes, i * 8).unwrap_or(0) } else { u32_at(&bytes, i * 4).map(u64::from).unwrap_or(0) })
+            .map(|i| {
+                if w == 8 {
+                    u64_at(&bytes, i * 8).unwrap_or(0)
+                } else {
+                    u32_at(&bytes, i * 4).map(u64::from).unwrap_or(0)
+                }
+            })
             .collect();
         let entries = Arc::new(entries);
         let mut cache = self.pb_cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -275,7 +316,9 @@ impl Vmfs {
             return Err(Error::corrupt(
                 "system file",
                 fd.vol_offset(),
-                CorruptKind::Inconsistent(format!("system files resolve through each other deeper than {MAX_DEPTH} levels")),
+                CorruptKind::Inconsistent(format!(
+                    "system files resolve through each other deeper than {MAX_DEPTH} levels"
+                )),
             ));
         }
         if len > MAX_METADATA_FILE {
@@ -286,7 +329,12 @@ impl Vmfs {
             ));
         }
         let end = off.checked_add(len).filter(|&e| e <= fd.meta.size).ok_or_else(|| {
-            Error::corrupt_in_file("file data", fd.addr, off, CorruptKind::OutOfRange { field: "offset", value: off, limit: fd.meta.size })
+            Error::corrupt_in_file(
+                "file data",
+                fd.addr,
+                off,
+                CorruptKind::OutOfRange { field: "offset", value: off, limit: fd.meta.size },
+            )
         })?;
         let mut out = vec![0u8; len as usize];
         for e in self.extents_depth(fd, off..end, depth)? {

@@ -51,7 +51,11 @@ impl Vmfs {
             }
         };
         for e in entries {
-            let path = if base.ends_with('/') { format!("{base}{}", e.name_lossy()) } else { format!("{base}/{}", e.name_lossy()) };
+            let path = if base.ends_with('/') {
+                format!("{base}{}", e.name_lossy())
+            } else {
+                format!("{base}/{}", e.name_lossy())
+            };
             let fd = match self.read_fd(e.addr) {
                 Ok(fd) => fd,
                 Err(error) => {

@@ -11,8 +11,8 @@ use crate::util::SourceGuard;
 use std::ops::Range;
 use std::sync::Arc;
 use vmfs_rescue::block::{
-    BlockSource, Concat, FaultySource, ImageFile, MemSource, Piece, RawSource, ReadError,
-    RetryPolicy, Slice, Source, Tolerant, open_path, read_vec,
+    BlockSource, Concat, FaultySource, ImageFile, MemSource, Piece, RawSource, ReadError, RetryPolicy, Slice, Source,
+    Tolerant, open_path, read_vec,
 };
 
 const SECTOR: u64 = 512;
@@ -63,10 +63,7 @@ fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
 #[track_caller]
 fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
     if let Some(i) = first_diff(got, want) {
-        panic!(
-            "{what}: first difference at byte {i:#x}: got {:#04x}, want {:#04x}",
-            got[i], want[i]
-        );
+        panic!("{what}: first difference at byte {i:#x}: got {:#04x}, want {:#04x}", got[i], want[i]);
     }
 }
 
@@ -74,11 +71,7 @@ fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
 #[track_caller]
 fn check_read(src: &dyn BlockSource, data: &[u8], bad: &[Range<u64>], range: Range<u64>) {
     let got = read_vec(src, range.start, (range.end - range.start) as usize).expect("read");
-    assert_bytes(
-        &got,
-        &expected(data, bad, range.clone()),
-        &format!("read {range:?}"),
-    );
+    assert_bytes(&got, &expected(data, bad, range.clone()), &format!("read {range:?}"));
 }
 
 /// Upper bound on `pread` calls for one request of `len` bytes that meets one bad sector.
@@ -113,10 +106,7 @@ fn tolerant_single_bad_sector() {
     assert_eq!(src.unreadable(0..MIB), bad);
     assert_eq!(src.bad_map().total(), SECTOR);
     // Queries are clipped to the asked range.
-    assert_eq!(
-        src.unreadable(0..100 * SECTOR + 10),
-        vec![100 * SECTOR..100 * SECTOR + 10]
-    );
+    assert_eq!(src.unreadable(0..100 * SECTOR + 10), vec![100 * SECTOR..100 * SECTOR + 10]);
     assert!(src.unreadable(0..100 * SECTOR).is_empty());
     assert!(src.unreadable(101 * SECTOR..MIB).is_empty());
     // Reading again gives the same bytes and does not grow the map.
@@ -149,22 +139,9 @@ fn tolerant_bad_run_crossing_large_reads() {
     assert_eq!(src.unreadable(0..len), bad);
     // A request that starts inside the run and one that ends inside it.
     let src = faulty(&data, bad.clone());
-    check_read(
-        &src,
-        &data,
-        &bad,
-        run.start + 2 * SECTOR..run.end + 300 * SECTOR,
-    );
-    assert_eq!(
-        src.unreadable(0..len),
-        vec![run.start + 2 * SECTOR..run.end]
-    );
-    check_read(
-        &src,
-        &data,
-        &bad,
-        run.start - 40 * SECTOR..run.start + 2 * SECTOR,
-    );
+    check_read(&src, &data, &bad, run.start + 2 * SECTOR..run.end + 300 * SECTOR);
+    assert_eq!(src.unreadable(0..len), vec![run.start + 2 * SECTOR..run.end]);
+    check_read(&src, &data, &bad, run.start - 40 * SECTOR..run.start + 2 * SECTOR);
     assert_eq!(src.unreadable(0..len), vec![run.start..run.end]);
 }
 
@@ -200,20 +177,10 @@ fn tolerant_partial_last_sector() {
 fn tolerant_many_scattered_bad_sectors() {
     let len = 256 * SECTOR;
     let data = pattern(7, len);
-    let bad: Vec<Range<u64>> = [3, 4, 5, 17, 64, 65, 127, 128, 200, 255]
-        .iter()
-        .map(|&s| sectors(s, 1))
-        .collect();
+    let bad: Vec<Range<u64>> = [3, 4, 5, 17, 64, 65, 127, 128, 200, 255].iter().map(|&s| sectors(s, 1)).collect();
     let src = faulty(&data, bad.clone());
     check_read(&src, &data, &bad, 0..len);
-    let merged = vec![
-        sectors(3, 3),
-        sectors(17, 1),
-        sectors(64, 2),
-        sectors(127, 2),
-        sectors(200, 1),
-        sectors(255, 1),
-    ];
+    let merged = vec![sectors(3, 3), sectors(17, 1), sectors(64, 2), sectors(127, 2), sectors(200, 1), sectors(255, 1)];
     assert_eq!(src.unreadable(0..len), merged);
     assert_eq!(src.bad_map().total(), 10 * SECTOR);
 }
@@ -224,10 +191,7 @@ fn tolerant_16mib_one_bad_sector_splits_logarithmically() {
     let data = pattern(8, len);
     let policy = RetryPolicy::default();
     let bound = one_bad_sector_bound(len, policy);
-    assert_eq!(
-        bound, 35,
-        "2 whole attempts + 2 x 15 halvings + 3 sector attempts"
-    );
+    assert_eq!(bound, 35, "2 whole attempts + 2 x 15 halvings + 3 sector attempts");
     let n = len / SECTOR;
     for bad_sector in [0, 1, 12_345, n / 2, n / 2 - 1, n - 1] {
         let bad = vec![sectors(bad_sector, 1)];
@@ -235,10 +199,7 @@ fn tolerant_16mib_one_bad_sector_splits_logarithmically() {
         check_read(&src, &data, &bad, 0..len);
         assert_eq!(src.unreadable(0..len), bad, "bad sector {bad_sector}");
         let reads = src.raw().reads();
-        assert!(
-            reads <= bound,
-            "bad sector {bad_sector}: {reads} preads for one 16 MiB request, bound {bound}"
-        );
+        assert!(reads <= bound, "bad sector {bad_sector}: {reads} preads for one 16 MiB request, bound {bound}");
     }
 }
 
@@ -247,10 +208,7 @@ fn tolerant_retry_policy_counts() {
     // With one attempt everywhere, a one-sector read of a bad sector costs exactly 2 preads:
     // the whole request, then the sector once more.
     let data = pattern(9, 8 * SECTOR);
-    let policy = RetryPolicy {
-        whole_attempts: 1,
-        sector_attempts: 1,
-    };
+    let policy = RetryPolicy { whole_attempts: 1, sector_attempts: 1 };
     let src = faulty(&data, vec![sectors(2, 1)]).with_policy(policy);
     check_read(&src, &data, &[sectors(2, 1)], sectors(2, 1));
     assert_eq!(src.raw().reads(), 2);
@@ -300,11 +258,7 @@ fn out_of_range_reads_are_errors() {
     let slice: Source = Arc::new(Slice::new(Arc::clone(&tol), SECTOR, 4 * SECTOR));
     let concat: Source = Arc::new(Concat::new(
         "concat",
-        vec![Piece {
-            offset: 0,
-            len: 3 * SECTOR,
-            src: Some((Arc::clone(&tol), 0)),
-        }],
+        vec![Piece { offset: 0, len: 3 * SECTOR, src: Some((Arc::clone(&tol), 0)) }],
         5 * SECTOR,
     ));
     for src in [&tol, &slice, &concat] {
@@ -315,12 +269,7 @@ fn out_of_range_reads_are_errors() {
         for (off, n) in [(len - 1, 2u64), (len, 1), (u64::MAX, 1), (u64::MAX - 1, 2)] {
             let mut buf = vec![0u8; n as usize];
             match src.read_at(off, &mut buf) {
-                Err(ReadError::OutOfRange {
-                    offset,
-                    len: l,
-                    size,
-                    source_name,
-                }) => {
+                Err(ReadError::OutOfRange { offset, len: l, size, source_name }) => {
                     assert_eq!((offset, l, size), (off, n, len), "{}", src.name());
                     assert_eq!(source_name, src.name());
                 }
@@ -342,52 +291,28 @@ fn slice_translates_reads_and_unreadable() {
     let slice = Slice::new(Arc::clone(&inner), start, 40 * SECTOR);
     assert_eq!(slice.len(), 40 * SECTOR);
     let got = read_vec(&slice, 0, slice.len() as usize).unwrap();
-    assert_bytes(
-        &got,
-        &expected(&data, &bad, start..start + 40 * SECTOR),
-        "slice",
-    );
+    assert_bytes(&got, &expected(&data, &bad, start..start + 40 * SECTOR), "slice");
     let want: Vec<Range<u64>> = vec![20 * SECTOR - start..22 * SECTOR - start];
     assert_eq!(slice.unreadable(0..slice.len()), want);
     // The bad sectors outside the window were never read.
     assert_eq!(tol.unreadable(0..len), vec![sectors(20, 2)]);
     // Sub-ranges and clipping at the end of the slice.
-    assert_eq!(
-        slice.unreadable(20 * SECTOR - start + 1..u64::MAX),
-        vec![20 * SECTOR - start + 1..22 * SECTOR - start]
-    );
+    assert_eq!(slice.unreadable(20 * SECTOR - start + 1..u64::MAX), vec![20 * SECTOR - start + 1..22 * SECTOR - start]);
     assert!(slice.unreadable(0..20 * SECTOR - start).is_empty());
     assert!(slice.unreadable(slice.len()..slice.len() + 10).is_empty());
     // A window reaching past the inner source is clamped to it.
     let tail = Slice::new(Arc::clone(&inner), 50 * SECTOR, 1 << 40);
     assert_eq!(tail.len(), 14 * SECTOR);
-    check_read(
-        &tail,
-        &data[50 * SECTOR as usize..],
-        &[sectors(10, 1)],
-        0..14 * SECTOR,
-    );
+    check_read(&tail, &data[50 * SECTOR as usize..], &[sectors(10, 1)], 0..14 * SECTOR);
     assert_eq!(tail.unreadable(0..tail.len()), vec![sectors(10, 1)]);
     // A window starting past the end is empty.
     let none = Slice::new(Arc::clone(&inner), len + 5, 10);
     assert_eq!(none.len(), 0);
     assert!(none.unreadable(0..10).is_empty());
     // Slices of slices add their starts.
-    let outer = Slice::new(
-        Arc::new(Slice::new(Arc::clone(&inner), SECTOR, 30 * SECTOR)),
-        SECTOR,
-        28 * SECTOR,
-    );
-    check_read(
-        &outer,
-        &data[2 * SECTOR as usize..],
-        &[sectors(1, 1), sectors(18, 2)],
-        0..28 * SECTOR,
-    );
-    assert_eq!(
-        outer.unreadable(0..outer.len()),
-        vec![sectors(1, 1), sectors(18, 2)]
-    );
+    let outer = Slice::new(Arc::new(Slice::new(Arc::clone(&inner), SECTOR, 30 * SECTOR)), SECTOR, 28 * SECTOR);
+    check_read(&outer, &data[2 * SECTOR as usize..], &[sectors(1, 1), sectors(18, 2)], 0..28 * SECTOR);
+    assert_eq!(outer.unreadable(0..outer.len()), vec![sectors(1, 1), sectors(18, 2)]);
 }
 
 /// Three devices with their own bad sectors; the bytes of each, and a concat built from them.
@@ -402,11 +327,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dev_len = 32 * SECTOR;
-    let dev_bad = [
-        vec![sectors(5, 1)],
-        vec![sectors(0, 2), sectors(31, 1)],
-        vec![],
-    ];
+    let dev_bad = [vec![sectors(5, 1)], vec![sectors(0, 2), sectors(31, 1)], vec![]];
     let devs: Vec<_> = dev_bad
         .iter()
         .enumerate()
@@ -416,8 +337,7 @@ fn fixture() -> Fixture {
             (data, tol)
         })
         .collect();
-    let src =
-        |i: usize, off: u64| -> Option<(Source, u64)> { Some((devs[i].1.clone() as Source, off)) };
+    let src = |i: usize, off: u64| -> Option<(Source, u64)> { Some((devs[i].1.clone() as Source, off)) };
     // concat layout (sectors):
     //   0..8    dev0 sectors 2..10   (bad dev0 sector 5 -> concat 3)
     //   8..12   gap
@@ -428,31 +348,11 @@ fn fixture() -> Fixture {
     //   40..44  gap to the end
     let pieces = vec![
         // Given out of order on purpose.
-        Piece {
-            offset: 27 * SECTOR,
-            len: 8 * SECTOR,
-            src: src(2, 0),
-        },
-        Piece {
-            offset: 0,
-            len: 8 * SECTOR,
-            src: src(0, 2 * SECTOR),
-        },
-        Piece {
-            offset: 12 * SECTOR,
-            len: 8 * SECTOR,
-            src: None,
-        },
-        Piece {
-            offset: 20 * SECTOR,
-            len: 7 * SECTOR,
-            src: src(1, 25 * SECTOR),
-        },
-        Piece {
-            offset: 35 * SECTOR,
-            len: 5 * SECTOR,
-            src: src(1, 0),
-        },
+        Piece { offset: 27 * SECTOR, len: 8 * SECTOR, src: src(2, 0) },
+        Piece { offset: 0, len: 8 * SECTOR, src: src(0, 2 * SECTOR) },
+        Piece { offset: 12 * SECTOR, len: 8 * SECTOR, src: None },
+        Piece { offset: 20 * SECTOR, len: 7 * SECTOR, src: src(1, 25 * SECTOR) },
+        Piece { offset: 35 * SECTOR, len: 5 * SECTOR, src: src(1, 0) },
     ];
     let total = 44 * SECTOR;
     let concat = Concat::new("fixture", pieces, total);
@@ -466,22 +366,11 @@ fn fixture() -> Fixture {
     put(20, 1, 25, 7);
     put(27, 2, 0, 8);
     put(35, 1, 0, 5);
-    let want_bad = vec![
-        sectors(3, 1),
-        sectors(8, 12),
-        sectors(26, 1),
-        sectors(35, 2),
-        sectors(40, 4),
-    ];
+    let want_bad = vec![sectors(3, 1), sectors(8, 12), sectors(26, 1), sectors(35, 2), sectors(40, 4)];
     for b in &want_bad {
         want[b.start as usize..b.end as usize].fill(0);
     }
-    Fixture {
-        devs,
-        concat,
-        want,
-        want_bad,
-    }
+    Fixture { devs, concat, want, want_bad }
 }
 
 #[test]
@@ -492,26 +381,17 @@ fn concat_translates_reads_and_unreadable() {
     assert_eq!(c.sector_size(), 512);
     // Gaps and the missing device are known before any read.
     assert_eq!(c.missing(), vec![sectors(8, 12), sectors(40, 4)]);
-    assert_eq!(
-        c.unreadable(0..c.len()),
-        vec![sectors(8, 12), sectors(40, 4)]
-    );
+    assert_eq!(c.unreadable(0..c.len()), vec![sectors(8, 12), sectors(40, 4)]);
     let got = read_vec(c, 0, c.len() as usize).unwrap();
     assert_bytes(&got, &f.want, "concat");
     assert_eq!(c.unreadable(0..c.len()), f.want_bad);
     assert_eq!(c.unreadable(0..u64::MAX), f.want_bad);
     // Each device recorded only the sectors the concat read from it.
     assert_eq!(f.devs[0].1.unreadable(0..u64::MAX), vec![sectors(5, 1)]);
-    assert_eq!(
-        f.devs[1].1.unreadable(0..u64::MAX),
-        vec![sectors(0, 2), sectors(31, 1)]
-    );
+    assert_eq!(f.devs[1].1.unreadable(0..u64::MAX), vec![sectors(0, 2), sectors(31, 1)]);
     assert!(f.devs[2].1.unreadable(0..u64::MAX).is_empty());
     // Sub-range queries are clipped and translated.
-    assert_eq!(
-        c.unreadable(3 * SECTOR + 5..10 * SECTOR),
-        vec![3 * SECTOR + 5..4 * SECTOR, sectors(8, 2)]
-    );
+    assert_eq!(c.unreadable(3 * SECTOR + 5..10 * SECTOR), vec![3 * SECTOR + 5..4 * SECTOR, sectors(8, 2)]);
     assert!(c.unreadable(27 * SECTOR..35 * SECTOR).is_empty());
     assert!(c.unreadable(5..5).is_empty());
 }
@@ -537,12 +417,7 @@ fn read_at_odd_offsets(c: &dyn BlockSource, want: &[u8], sizes: &[u64], straddle
 #[test]
 fn concat_reads_across_piece_boundaries() {
     let f = fixture();
-    read_at_odd_offsets(
-        &f.concat,
-        &f.want,
-        &[1, 100, 511, 512, 513, 1500, 4096, 9000],
-        false,
-    );
+    read_at_odd_offsets(&f.concat, &f.want, &[1, 100, 511, 512, 513, 1500, 4096, 9000], false);
     assert_eq!(f.concat.unreadable(0..f.concat.len()), f.want_bad);
 }
 
@@ -563,16 +438,8 @@ fn concat_of_slices_of_concat() {
     let outer = Concat::new(
         "outer",
         vec![
-            Piece {
-                offset: 0,
-                len: 30 * SECTOR,
-                src: Some((Arc::clone(&part), 0)),
-            },
-            Piece {
-                offset: 30 * SECTOR,
-                len: 4 * SECTOR,
-                src: None,
-            },
+            Piece { offset: 0, len: 30 * SECTOR, src: Some((Arc::clone(&part), 0)) },
+            Piece { offset: 30 * SECTOR, len: 4 * SECTOR, src: None },
         ],
         34 * SECTOR,
     );
@@ -581,15 +448,7 @@ fn concat_of_slices_of_concat() {
     want.extend(vec![0u8; 4 * SECTOR as usize]);
     assert_bytes(&got, &want, "outer");
     // inner bad: 3, 8..20, 26, 35..37, 40..44 -> part (minus 2, within 0..30): 1, 6..18, 24
-    assert_eq!(
-        outer.unreadable(0..outer.len()),
-        vec![
-            sectors(1, 1),
-            sectors(6, 12),
-            sectors(24, 1),
-            sectors(30, 4)
-        ]
-    );
+    assert_eq!(outer.unreadable(0..outer.len()), vec![sectors(1, 1), sectors(6, 12), sectors(24, 1), sectors(30, 4)]);
 }
 
 #[test]
@@ -601,28 +460,12 @@ fn concat_overlaps_earlier_piece_wins_and_clamps_to_len() {
     let c = Concat::new(
         "overlap",
         vec![
-            Piece {
-                offset: 2 * SECTOR,
-                len: 6 * SECTOR,
-                src: Some((Arc::clone(&b), 0)),
-            },
-            Piece {
-                offset: 0,
-                len: 4 * SECTOR,
-                src: Some((Arc::clone(&a), 0)),
-            },
+            Piece { offset: 2 * SECTOR, len: 6 * SECTOR, src: Some((Arc::clone(&b), 0)) },
+            Piece { offset: 0, len: 4 * SECTOR, src: Some((Arc::clone(&a), 0)) },
             // Reaches past the end of the concat: clamped.
-            Piece {
-                offset: 8 * SECTOR,
-                len: 100 * SECTOR,
-                src: Some((Arc::clone(&a), 8 * SECTOR)),
-            },
+            Piece { offset: 8 * SECTOR, len: 100 * SECTOR, src: Some((Arc::clone(&a), 8 * SECTOR)) },
             // Starts past the end: dropped.
-            Piece {
-                offset: 20 * SECTOR,
-                len: SECTOR,
-                src: None,
-            },
+            Piece { offset: 20 * SECTOR, len: SECTOR, src: None },
         ],
         12 * SECTOR,
     );
@@ -653,19 +496,10 @@ fn concat_all_missing_and_empty() {
 fn concat_piece_with_huge_source_offset_fails_cleanly() {
     let data = pattern(17, 8 * SECTOR);
     let a: Source = Arc::new(faulty(&data, vec![]));
-    let c = Concat::new(
-        "huge",
-        vec![Piece {
-            offset: 0,
-            len: 8 * SECTOR,
-            src: Some((a, u64::MAX - SECTOR)),
-        }],
-        8 * SECTOR,
-    );
+    let c =
+        Concat::new("huge", vec![Piece { offset: 0, len: 8 * SECTOR, src: Some((a, u64::MAX - SECTOR)) }], 8 * SECTOR);
     let mut buf = vec![0u8; 4 * SECTOR as usize];
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        c.read_at(2 * SECTOR, &mut buf)
-    }));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.read_at(2 * SECTOR, &mut buf)));
     // The piece lies past the end of its device: it is dropped, so its bytes read as zeros
     // and are reported unreadable (never a panic, never bytes from elsewhere).
     assert!(matches!(r, Ok(Ok(()))), "read must not panic or fail, got {r:?}");
@@ -680,15 +514,7 @@ fn concat_piece_longer_than_its_device() {
     // zeros and is reported unreadable; never silently wrong bytes.
     let data = pattern(18, 8 * SECTOR);
     let a: Source = Arc::new(faulty(&data, vec![]));
-    let c = Concat::new(
-        "short",
-        vec![Piece {
-            offset: 0,
-            len: 16 * SECTOR,
-            src: Some((a, 0)),
-        }],
-        16 * SECTOR,
-    );
+    let c = Concat::new("short", vec![Piece { offset: 0, len: 16 * SECTOR, src: Some((a, 0)) }], 16 * SECTOR);
     check_read(&c, &data, &[], 0..8 * SECTOR);
     let mut buf = vec![0xAAu8; 16 * SECTOR as usize];
     match c.read_at(0, &mut buf) {
@@ -697,10 +523,7 @@ fn concat_piece_longer_than_its_device() {
         }
         Ok(()) => {
             assert_bytes(&buf[..8 * SECTOR as usize], &data, "the part on the device");
-            assert!(
-                buf[8 * SECTOR as usize..].iter().all(|&b| b == 0),
-                "past the device reads as zeros"
-            );
+            assert!(buf[8 * SECTOR as usize..].iter().all(|&b| b == 0), "past the device reads as zeros");
             assert_eq!(c.unreadable(0..c.len()), vec![8 * SECTOR..16 * SECTOR]);
         }
         Err(e) => panic!("unexpected {e:?}"),
@@ -726,10 +549,7 @@ fn image_file_reads_through_tolerant() {
     check_read(&tol, &data, &[], 12_345..2 * MIB + 3);
     assert!(tol.unreadable(0..len).is_empty());
     let mut two = [0u8; 2];
-    assert!(matches!(
-        tol.read_at(len - 1, &mut two),
-        Err(ReadError::OutOfRange { .. })
-    ));
+    assert!(matches!(tol.read_at(len - 1, &mut two), Err(ReadError::OutOfRange { .. })));
 
     // open_path chooses the image-file reader for a regular file.
     let src = open_path(&path).unwrap();
@@ -739,10 +559,7 @@ fn image_file_reads_through_tolerant() {
 
     // A bad sector injected over the file behaves as on memory.
     let bad = vec![sectors(4000, 3)];
-    let tol = Tolerant::new(FaultySource::new(
-        ImageFile::open(&path).unwrap(),
-        bad.clone(),
-    ));
+    let tol = Tolerant::new(FaultySource::new(ImageFile::open(&path).unwrap(), bad.clone()));
     check_read(&tol, &data, &bad, 0..len);
     assert_eq!(tol.unreadable(0..len), bad);
 

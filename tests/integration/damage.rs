@@ -71,9 +71,13 @@ fn truncated_image_gives_partial_results_and_names_what_is_missing() {
     drop(file);
     drop(fs);
     std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(cut).unwrap();
-    let out = run(&["extract", "--to", dir.path().join("out").to_str().unwrap(), "--path", "/bigger", "--path", "/big"], &img);
+    let out = run(
+        &["extract", "--to", dir.path().join("out").to_str().unwrap(), "--path", "/bigger", "--path", "/big"],
+        &img,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let m: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/manifest.json")).unwrap()).unwrap();
+    let m: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/manifest.json")).unwrap()).unwrap();
     let bigger = m.iter().find(|e| e["path"] == "/bigger").unwrap();
     let unreadable = bigger["unreadable"].as_array().unwrap();
     assert_eq!(unreadable.len(), 1);
@@ -124,7 +128,8 @@ fn absurd_sizes_and_self_pointing_pointer_blocks_are_damage_not_hangs() {
     drop(fs);
 
     let out = run(&["ls", "-R", "--json"], &img);
-    let listing: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let listing: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let b = listing.iter().find(|e| e["path"] == "/bigger").unwrap();
     assert_eq!(b["size"], u64::MAX);
     assert_eq!(b["allocated"], 128u64 << 20, "what the pointers address is still there");
@@ -141,7 +146,11 @@ fn absurd_sizes_and_self_pointing_pointer_blocks_are_damage_not_hangs() {
     file.read_at(at, &mut buf).unwrap();
     assert_eq!(&buf[..512], &[0x42; 512][..], "the intact pointer still reads");
     assert!(buf[1 << 20..].iter().all(|&x| x == 0));
-    assert_eq!(file.unreadable(at..at + (2 << 20)), vec![at + (1 << 20)..at + (2 << 20)], "the self-pointer is reported");
+    assert_eq!(
+        file.unreadable(at..at + (2 << 20)),
+        vec![at + (1 << 20)..at + (2 << 20)],
+        "the self-pointer is reported"
+    );
 }
 
 #[test]

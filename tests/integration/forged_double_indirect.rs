@@ -65,14 +65,13 @@ fn free_blocks(fs: &Arc<Vmfs>, count: usize) -> Vec<u64> {
     });
     let fbs = fs.geo.fbs;
     let blocks = fs.vol.len() / fbs;
-    (0..blocks)
-        .rev()
-        .filter(|b| used.iter().all(|&(s, e)| e <= b * fbs || s >= (b + 1) * fbs))
-        .take(count)
-        .collect()
+    (0..blocks).rev().filter(|b| used.iter().all(|&(s, e)| e <= b * fbs || s >= (b + 1) * fbs)).take(count).collect()
 }
 
-fn forge(label: &str, dir: &Path) -> Option<(PathBuf, BTreeMap<u64, Option<Vec<u8>>>, u64)> {
+/// Block index -> content of that 1 MiB block (`None`: zeros through a TBZ pointer).
+type Truth = BTreeMap<u64, Option<Vec<u8>>>;
+
+fn forge(label: &str, dir: &Path) -> Option<(PathBuf, Truth, u64)> {
     let src = corpus_image(&format!("vmfs/dissect.vmfs-3.13/vmfs/{label}.bin.gz"))?;
     let img = dir.join(format!("{label}-forged.bin"));
     let st = std::process::Command::new("cp").arg("--sparse=always").arg(&src).arg(&img).status().unwrap();
@@ -172,14 +171,8 @@ fn check(label: &str) {
 
     // The CLI writes it sparse, and its manifest hashes each data range.
     let out_dir = dir.path().join("out");
-    let out = bin()
-        .arg("extract")
-        .arg(&img)
-        .arg("--to")
-        .arg(&out_dir)
-        .args(["--path", "/large-flat.vmdk"])
-        .output()
-        .unwrap();
+    let out =
+        bin().arg("extract").arg(&img).arg("--to").arg(&out_dir).args(["--path", "/large-flat.vmdk"]).output().unwrap();
     assert!(out.status.success(), "{label}: {}", String::from_utf8_lossy(&out.stderr));
     let written = out_dir.join("large-flat.vmdk");
     assert_eq!(std::fs::metadata(&written).unwrap().len(), size);
@@ -202,10 +195,8 @@ fn check(label: &str) {
         let out = std::process::Command::new(py).arg("-c").arg(script).output().unwrap();
         assert!(out.status.success(), "oracle: {}", String::from_utf8_lossy(&out.stderr));
         let theirs: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
-        let ours: Vec<String> = truth
-            .values()
-            .map(|w| hex(&Sha256::digest(w.clone().unwrap_or_else(|| vec![0; MIB as usize]))))
-            .collect();
+        let ours: Vec<String> =
+            truth.values().map(|w| hex(&Sha256::digest(w.clone().unwrap_or_else(|| vec![0; MIB as usize])))).collect();
         assert_eq!(theirs, ours, "{label}: dissect.vmfs disagrees");
     } else {
         eprintln!("NOTE: dissect.vmfs oracle venv not found; run scripts/setup-oracle.sh for the cross-check");

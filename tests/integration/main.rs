@@ -1,8 +1,8 @@
 //! The one integration test binary; a module per layer.
 
 mod block;
-mod damage;
 mod container;
+mod damage;
 mod forged_double_indirect;
 mod util;
 mod vmfs;

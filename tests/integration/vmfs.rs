@@ -107,7 +107,11 @@ fn check_content(label: &str, entry: &Value, sources: &[PathBuf]) {
                 let len = b["length"].as_u64().unwrap();
                 let mut buf = vec![0u8; len as usize];
                 file.read_at(off, &mut buf).unwrap();
-                assert_eq!(hex(&Sha256::digest(&buf)), b["sha256"].as_str().unwrap(), "{label}: {path} block at {off:#x}");
+                assert_eq!(
+                    hex(&Sha256::digest(&buf)),
+                    b["sha256"].as_str().unwrap(),
+                    "{label}: {path} block at {off:#x}"
+                );
                 block_len = len;
             }
             // The manifest lists a sample of the allocated blocks and their count; the last
@@ -161,8 +165,10 @@ fn extract_writes_sparse_files_and_a_manifest_that_matches() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{label}: extract failed: {}", String::from_utf8_lossy(&out.stderr));
-        let written: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap()).unwrap();
-        let expected: HashMap<&str, &Value> = entry["fs_files"].as_array().unwrap().iter().map(|f| (f["path"].as_str().unwrap(), f)).collect();
+        let written: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap()).unwrap();
+        let expected: HashMap<&str, &Value> =
+            entry["fs_files"].as_array().unwrap().iter().map(|f| (f["path"].as_str().unwrap(), f)).collect();
         let mut files = 0;
         for w in &written {
             let path = w["path"].as_str().unwrap();

@@ -5,7 +5,7 @@
 //! looks (the FS descriptor, FD cluster 0 of VMFS5 or VMFS6, resource-file headers, pointer
 //! blocks, directory blocks) or anywhere. Nothing may panic, loop without end, or allocate from
 //! an unchecked size; errors are fine.
-// fuzz-smoke: -max_len=65536
+// fuzz-smoke: -max_len=131072 -timeout=20
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
