@@ -124,7 +124,17 @@ pub fn probe(src: &Source, opts: &ProbeOptions) -> Probe {
             let how = p.describe();
             match look(s, p.start) {
                 Some(CandidateKind::LvmDevice) => {
-                    found.add(p.start, p.len, CandidateKind::LvmDevice, how);
+                    // A partition smaller than the device its header describes: the table is
+                    // wrong (or stale); the LVM device's own size decides, bounded by the disk.
+                    let total = lvm_total_bytes(s, p.start).unwrap_or(0);
+                    let rest = s.len().saturating_sub(p.start);
+                    if total > p.len {
+                        let len = total.min(rest);
+                        let how = format!("{how} (the LVM device there is larger: {len:#x} bytes used)");
+                        found.add(p.start, len, CandidateKind::LvmDevice, how);
+                    } else {
+                        found.add(p.start, p.len, CandidateKind::LvmDevice, how);
+                    }
                     table_hits += 1;
                 }
                 Some(CandidateKind::RawVolume) => {
@@ -214,6 +224,12 @@ fn look(s: &dyn BlockSource, start: u64) -> Option<CandidateKind> {
     } else {
         None
     }
+}
+
+/// `totalBytes` of the LVM header of a device starting at `start`.
+fn lvm_total_bytes(s: &dyn BlockSource, start: u64) -> Option<u64> {
+    let b = sector(s, start.checked_add(LVM_DEV_HEADER_OFFSET)?)?;
+    LvmDeviceHeader::parse(&b).ok().map(|h| h.total_bytes)
 }
 
 /// One sector at `off`, or `None` past the end (or on an error).

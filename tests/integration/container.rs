@@ -11,7 +11,10 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use vmfs_rescue::block::{BlockSource, ReadError, Source, check_range, open_path};
-use vmfs_rescue::container::{CandidateKind, Discovery, LogicalVolume, LvmDevice, discover, find_candidates};
+use vmfs_rescue::container::probe::{CoarseScan, probe};
+use vmfs_rescue::container::{
+    CandidateKind, Discovery, LogicalVolume, LvmDevice, ProbeOptions, discover, find_candidates,
+};
 
 fn manifest() -> Option<Vec<Value>> {
     let root = corpus()?;
@@ -163,6 +166,11 @@ fn vmfs_images_match_the_manifest() {
         let _guard = SourceGuard::new(&paths);
         let sources = open_all(&paths);
         let d = discover(&sources);
+        // Probing every MiB and cylinder boundary finds nothing inside a real volume.
+        for src in &sources {
+            let always = probe(src, &ProbeOptions { coarse: CoarseScan::Always, ..ProbeOptions::default() });
+            assert_eq!(always.candidates, find_candidates(src), "{name}: coarse probe");
+        }
         if entry["lvm"].is_null() {
             // A raw logical-volume image: no LVM header, the FS3 descriptor at 0x200000.
             let c = find_candidates(&sources[0]);
@@ -348,4 +356,120 @@ fn huge_lvm5_with_extended_metadata() {
 #[test]
 fn huge_lvm6_with_large_pes() {
     check_huge("vmfs/dissect.vmfs-3.13/lvm/huge/lvm6.csv.gz");
+}
+
+/// A disk made of `head` bytes (a partition table), then `image` at `head.len()`, then `tail`.
+fn disk_around(head: Vec<u8>, image: &Source, tail: Vec<u8>) -> Source {
+    use vmfs_rescue::block::{Concat, MemSource, Piece, Tolerant};
+    let h = head.len() as u64;
+    let len = h + image.len() + tail.len() as u64;
+    let mem = |name: &str, b: Vec<u8>| -> Source { Arc::new(Tolerant::new(MemSource::new(name, b))) };
+    let mut pieces = vec![Piece { offset: 0, len: h, src: Some((mem("head", head), 0)) }];
+    pieces.push(Piece { offset: h, len: image.len(), src: Some((Arc::clone(image), 0)) });
+    let t = tail.len() as u64;
+    pieces.push(Piece { offset: h + image.len(), len: t, src: Some((mem("tail", tail), 0)) });
+    Arc::new(Concat::new("disk", pieces, len))
+}
+
+/// An MBR with one partition of `type_byte` at `lba` covering `sectors`.
+fn mbr(type_byte: u8, lba: u32, sectors: u32) -> Vec<u8> {
+    let mut m = vec![0u8; 512];
+    m[0x1BE + 4] = type_byte;
+    m[0x1BE + 8..0x1BE + 12].copy_from_slice(&lba.to_le_bytes());
+    m[0x1BE + 12..0x1BE + 16].copy_from_slice(&sectors.to_le_bytes());
+    m[0x1FE] = 0x55;
+    m[0x1FF] = 0xAA;
+    m
+}
+
+/// GPT head (1 MiB: protective MBR, header, entries) and tail (entries, backup header) around a
+/// VMFS partition of `part_len` bytes at LBA 2048.
+fn gpt(part_len: u64) -> (Vec<u8>, Vec<u8>) {
+    let sectors = (2 * (1 << 20) + part_len) / 512;
+    let mut entries = vec![0u8; 128 * 128];
+    // AA31E02A-400F-11DB-9590-000C2911D1B8, mixed-endian.
+    entries[..16].copy_from_slice(&[
+        0x2A, 0xE0, 0x31, 0xAA, 0x0F, 0x40, 0xDB, 0x11, 0x95, 0x90, 0x00, 0x0C, 0x29, 0x11, 0xD1, 0xB8,
+    ]);
+    entries[16] = 1;
+    entries[0x20..0x28].copy_from_slice(&2048u64.to_le_bytes());
+    entries[0x28..0x30].copy_from_slice(&(2048 + part_len / 512 - 1).to_le_bytes());
+    let header = |my: u64, alt: u64, arr: u64| {
+        let mut h = vec![0u8; 512];
+        h[..8].copy_from_slice(b"EFI PART");
+        h[8..12].copy_from_slice(&0x10000u32.to_le_bytes());
+        h[12..16].copy_from_slice(&92u32.to_le_bytes());
+        h[0x18..0x20].copy_from_slice(&my.to_le_bytes());
+        h[0x20..0x28].copy_from_slice(&alt.to_le_bytes());
+        h[0x28..0x30].copy_from_slice(&34u64.to_le_bytes());
+        h[0x30..0x38].copy_from_slice(&(sectors - 34).to_le_bytes());
+        h[0x48..0x50].copy_from_slice(&arr.to_le_bytes());
+        h[0x50..0x54].copy_from_slice(&128u32.to_le_bytes());
+        h[0x54..0x58].copy_from_slice(&128u32.to_le_bytes());
+        h[0x58..0x5C].copy_from_slice(&crc32fast::hash(&entries).to_le_bytes());
+        let crc = crc32fast::hash(&h[..92]);
+        h[0x10..0x14].copy_from_slice(&crc.to_le_bytes());
+        h
+    };
+    let mut head = mbr(0xEE, 1, u32::try_from(sectors - 1).unwrap_or(u32::MAX));
+    head.extend(header(1, sectors - 1, 2));
+    head.extend(&entries);
+    head.resize(1 << 20, 0);
+    let mut tail = vec![0u8; (1 << 20) - 512 - entries.len()];
+    let arr_lba = sectors - 1 - 32;
+    tail.extend(&entries);
+    tail.extend(header(sectors - 1, 1, arr_lba));
+    (head, tail)
+}
+
+#[test]
+fn real_devices_behind_tables_and_at_odd_starts() {
+    let Some(entry) = entries(&["vmfs"]).into_iter().find(|e| label(e).ends_with("vmfs/vmfs5.bin")) else {
+        assert!(corpus().is_none(), "vmfs5.bin not in the manifest");
+        return;
+    };
+    let paths = images(&entry);
+    let _guard = SourceGuard::new(&paths);
+    let image = open_all(&paths).remove(0);
+    let want = runs(&entry["lvm"]["volumes"][0]["runs"]);
+    let len = image.len();
+    let (head, tail) = gpt(len);
+    let larger = format!("MBR partition 1 type 0x83 (the LVM device there is larger: {len:#x} bytes used)");
+    let cases: Vec<(&str, Source, u64, &str)> = vec![
+        ("GPT", disk_around(head, &image, tail), 1 << 20, "GPT partition 1 (VMFS)"),
+        (
+            "MBR",
+            disk_around([mbr(0xFB, 2048, (len / 512) as u32), vec![0; (1 << 20) - 512]].concat(), &image, vec![]),
+            1 << 20,
+            "MBR partition 1 type 0xfb",
+        ),
+        ("no table, LBA 63", disk_around(vec![0; 63 * 512], &image, vec![]), 63 * 512, "probe at 0x7e00"),
+        ("no table, 5 MiB", disk_around(vec![0; 5 << 20], &image, vec![]), 5 << 20, "probe at 0x500000"),
+        (
+            "a 100-sector Linux partition where the device starts",
+            disk_around([mbr(0x83, 2048, 100), vec![0; (1 << 20) - 512]].concat(), &image, vec![]),
+            1 << 20,
+            &larger,
+        ),
+        (
+            "a table that points elsewhere",
+            disk_around([mbr(0x83, 8192, 100), vec![0; (1 << 20) - 512]].concat(), &image, vec![]),
+            1 << 20,
+            "probe at 0x100000",
+        ),
+    ];
+    for (what, disk, at, how) in cases {
+        let c = find_candidates(&disk);
+        assert_eq!(c.len(), 1, "{what}: {c:?}");
+        assert_eq!((c[0].offset, c[0].kind), (at, CandidateKind::LvmDevice), "{what}");
+        assert!(c[0].how.starts_with(how), "{what}: {}", c[0].how);
+        assert_eq!(c[0].len, len, "{what}");
+        let d = discover(&[disk]);
+        assert_eq!(d.volumes.len(), 1, "{what}: {:?}", d.notes);
+        let v = &d.volumes[0];
+        assert_eq!(v.runs(), want, "{what}");
+        assert_eq!(v.parts[0].device_offset, at, "{what}");
+        assert!(v.missing.is_empty() && v.notes.is_empty(), "{what}: {:?}", v.notes);
+        check_fs3(what, &entry, v);
+    }
 }

@@ -133,6 +133,11 @@ impl LvmDevice {
                 "{mismatches} PE entries disagree with their PE bitmap; an entry counts as used when either says so"
             ));
         }
+        let orphans = dev.pes.iter().filter(|p| !dev.volumes.iter().any(|v| v.volume_id == p.volume_id)).count();
+        if orphans > 0 {
+            dev.notes
+                .push(format!("{orphans} used PEs name a volumeID that no volume-table slot has; they are ignored"));
+        }
         let found = dev.pes.len();
         if u64::try_from(found).ok() != Some(u64::from(dev.header.num_pes)) {
             dev.notes.push(format!("numPEs is {} but {found} used PEs were found", dev.header.num_pes));
