@@ -6,7 +6,7 @@
 //!    whole source, and a bounded probe for starts a lost or wrong table does not show;
 //! 2. each LVM candidate is opened as an [`LvmDevice`] (a [`Slice`](crate::block::Slice) of its
 //!    disk), each raw candidate becomes a [`LogicalVolume`] as it is;
-//! 3. [`assemble`] groups the devices of all sources into volumes, whatever their order, and
+//! 3. [`assemble()`] groups the devices of all sources into volumes, whatever their order, and
 //!    reads what a missing device held as zeros, reported per volume.
 //!
 //! This layer knows the FS3 descriptor's magic number and nothing else of VMFS.
@@ -88,6 +88,65 @@ mod tests {
         }
         let d = discover(&[b]);
         assert_eq!(d.volumes[0].missing, vec![0..PE]);
+    }
+
+    /// Mutated devices (header, volume table and PE fields set to edge values, extended chains
+    /// pointing anywhere) never panic, hang or fail a read; what is found reads to its end.
+    #[test]
+    fn hostile_fields_never_panic() {
+        use super::lvm::ondisk::LVM_DEV_HEADER_OFFSET;
+        let (mut volumes, mut notes) = (0, 0);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..300 {
+            let spec = DevSpec::simple(3 + (i % 4) as u32);
+            let layout = spec.header().layout();
+            let mut regions = spec.regions();
+            let meta = regions.get_mut(&LVM_DEV_HEADER_OFFSET).unwrap();
+            let vt = layout.vol_table as usize;
+            let pt = layout.pe_table(0) as usize;
+            let spots: Vec<usize> = [0x04, 0x5E, 0x6A, 0x7A, 0xBE, 0xC2, 0xCA, 0xCE]
+                .into_iter()
+                .chain([0x00, 0x10, 0x64, 0x70, 0x74, 0x78, 0x80, 0x90].map(|o| vt + o))
+                .chain([0x00, 0x01, 0x05, 0x09, 0x11, 0x19, 0x80 + 0x09, 0x80 + 0x11, 0x80 + 0x19].map(|o| pt + o))
+                .collect();
+            for _ in 0..1 + next() % 6 {
+                let at = spots[(next() % spots.len() as u64) as usize];
+                let v = match next() % 7 {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => u64::from(u32::MAX),
+                    3 => (next() % 64) << 20,
+                    4 => (next() % 4096) << 30,
+                    5 => next() % 8,
+                    _ => next(),
+                };
+                let width = if next() % 2 == 0 { 4 } else { 8 };
+                let n = width.min(meta.len() - at);
+                meta[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
+            }
+            let src: Source =
+                std::sync::Arc::new(super::lvm::forge::SparseSource { name: "fuzz".into(), len: spec.len, regions });
+            let d = discover(&[src]);
+            volumes += d.volumes.len();
+            notes += d.notes.len() + d.volumes.iter().map(|v| v.notes.len()).sum::<usize>();
+            for v in &d.volumes {
+                let len = v.source.len();
+                let mut buf = vec![0u8; 4096];
+                for off in [0, len / 2, len.saturating_sub(4096)] {
+                    let n = (len - off.min(len)).min(4096) as usize;
+                    v.source.read_at(off, &mut buf[..n]).unwrap();
+                    let _ = v.source.unreadable(off..off + n as u64);
+                }
+            }
+        }
+        // The mutations must reach both outcomes: volumes found, and damage reported.
+        assert!(volumes > 50 && notes > 50, "{volumes} volumes, {notes} notes");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! VMware LVM: open one device (header, volume table, device names, PE maps, extended
 //! metadata chain), then assemble logical volumes from any set of devices.
 //!
-//! [`ondisk`] holds the layouts; this file reads them from a device; [`assemble`] groups
+//! [`ondisk`] holds the layouts; this file reads them from a device; [`mod@assemble`] groups
 //! devices into [`LogicalVolume`]s.
 
 pub mod assemble;
