@@ -19,6 +19,18 @@ if [[ -z "${VMFS_RESCUE_CORPUS:-}" && -d "$REPO/../shared/corpus" ]]; then
 fi
 echo "test.sh: corpus ${VMFS_RESCUE_CORPUS:-<none>}"
 
+# The independent reader (dissect.vmfs) first, so the cargo tests that cross-check with it run.
+if [[ -n "${VMFS_RESCUE_CORPUS:-}" ]]; then
+    step "oracle venv (scripts/setup-oracle.sh)"
+    if VENV_PY="$(bash scripts/setup-oracle.sh)"; then
+        VMFS_RESCUE_VENV="$(dirname "$(dirname "$VENV_PY")")"
+        export VMFS_RESCUE_VENV
+        echo "test.sh: oracle venv $VMFS_RESCUE_VENV"
+    else
+        echo "test.sh: the dissect.vmfs venv could not be created; oracle cross-checks will be skipped"
+    fi
+fi
+
 step "cargo fmt --check"
 cargo fmt --check
 
