@@ -127,8 +127,13 @@ fn one(
         let report = match copy_to_file(&file, &dest, opts) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("{path}: cannot write {}: {e}", dest.display());
-                entry["error"] = json!(format!("writing {}: {e}", dest.display()));
+                let hint = if e.raw_os_error() == Some(libc::EFBIG) {
+                    format!(" (the destination file system cannot hold a {}-byte file; ext4 stops at 16 TiB, XFS does not)", fd.meta.size)
+                } else {
+                    String::new()
+                };
+                eprintln!("{path}: cannot write {}: {e}{hint}", dest.display());
+                entry["error"] = json!(format!("writing {}: {e}{hint}", dest.display()));
                 entry["output"] = Value::Null;
                 manifest.push(entry);
                 return Ok(true);
