@@ -128,7 +128,10 @@ fn one(
             Ok(r) => r,
             Err(e) => {
                 let hint = if e.raw_os_error() == Some(libc::EFBIG) {
-                    format!(" (the destination file system cannot hold a {}-byte file; ext4 stops at 16 TiB, XFS does not)", fd.meta.size)
+                    format!(
+                        " (the destination file system cannot hold a {}-byte file; ext4 stops at 16 TiB, XFS does not)",
+                        fd.meta.size
+                    )
                 } else {
                     String::new()
                 };

@@ -67,7 +67,9 @@ impl Builder {
             && last.file_off + last.len == e.file_off
         {
             let merged = match (last.kind, e.kind) {
-                (ExtentKind::Data { vol_off: a }, ExtentKind::Data { vol_off: b }) => a.checked_add(last.len) == Some(b),
+                (ExtentKind::Data { vol_off: a }, ExtentKind::Data { vol_off: b }) => {
+                    a.checked_add(last.len) == Some(b)
+                }
                 (ExtentKind::Hole, ExtentKind::Hole)
                 | (ExtentKind::ToBeZeroed, ExtentKind::ToBeZeroed)
                 | (ExtentKind::Damaged, ExtentKind::Damaged) => true,
