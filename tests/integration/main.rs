@@ -3,6 +3,7 @@
 mod block;
 mod container;
 mod damage;
+mod device;
 mod forged_double_indirect;
 mod util;
 mod vmfs;
