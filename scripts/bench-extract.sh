@@ -153,12 +153,17 @@ run_cat() { "$BIN" cat "$IMAGE" --path "$FPATH"; }
 # Like for like with extract: the same bytes written to a file on the same destination, synced.
 run_ddcopy() {
     dd if="$IMAGE" of="$WORK/ddcopy.out" bs=1M iflag=skip_bytes,count_bytes skip="$OFFSET" count="$SIZE" conv=fsync status=none
-    rm -f "$WORK/ddcopy.out"
 }
 run_extract() {
-    rm -rf "$WORK/extract"
-    mkdir -p "$WORK/extract"
     "$BIN" extract "$IMAGE" --to "$WORK/extract" --path "$FPATH"
+}
+# Outputs are removed before each timed run, outside the timing (deleting a 1 GiB file costs
+# discards on this file system, which would be charged to the next command otherwise).
+clean_outputs() {
+    rm -rf "$WORK/extract" "$WORK/ddcopy.out"
+    mkdir -p "$WORK/extract"
+    sync
+    sleep 2
 }
 
 have_cat=0
@@ -169,22 +174,34 @@ has_cmd extract && have_extract=1
 [[ $have_extract -eq 1 ]] || log "vmfs-rescue extract is not there yet: (c) shows n/a"
 
 declare -A T
+ROUNDS="${VMFS_RESCUE_BENCH_ROUNDS:-5}"
+median() { printf '%s\n' "$@" | grep -v fail | sort -n | awk '{a[NR]=$1} END { if (NR == 0) print "fail"; else print a[int((NR + 1) / 2)] }'; }
+declare -A RUNS
+# Rounds interleave the methods so that drifts of a shared machine hit all of them alike;
+# each figure is the median of its rounds.
+for ((round = 1; round <= ROUNDS; round++)); do
+    for method in dd ddcopy cat extract; do
+        case $method in
+            cat) [[ $have_cat -eq 1 ]] || continue ;;
+            extract) [[ $have_extract -eq 1 ]] || continue ;;
+        esac
+        clean_outputs
+        drop_caches
+        RUNS[$method.cold]+=" $(elapsed "run_$method")"
+        clean_outputs
+        RUNS[$method.warm]+=" $(elapsed "run_$method")"
+    done
+done
 for method in dd ddcopy cat extract; do
     for temp in cold warm; do
-        T[$method.$temp]=n/a
+        # shellcheck disable=SC2086 # word splitting of the run list is intended
+        if [[ -n "${RUNS[$method.$temp]:-}" ]]; then T[$method.$temp]="$(median ${RUNS[$method.$temp]})"; else T[$method.$temp]=n/a; fi
     done
-    case $method in
-        cat) [[ $have_cat -eq 1 ]] || continue ;;
-        extract) [[ $have_extract -eq 1 ]] || continue ;;
-    esac
-    drop_caches
-    T[$method.cold]="$(elapsed "run_$method")"
-    T[$method.warm]="$(elapsed "run_$method")"
 done
 
 failed=0
-for k in "${!T[@]}"; do
-    [[ "${T[$k]}" == fail ]] && failed=1
+for k in "${!RUNS[@]}"; do
+    [[ "${RUNS[$k]}" == *fail* ]] && failed=1
 done
 if [[ $have_extract -eq 1 && "${T[extract.warm]}" != fail ]]; then
     got="$(find "$WORK/extract" -type f -printf '%s\n' | sort -n | tail -n 1)"
@@ -199,6 +216,7 @@ if [[ $can_drop -eq 1 ]]; then
 else
     echo "cold:   page cache could NOT be dropped (not root or no /proc/sys access): cold = first run"
 fi
+echo "rounds: $ROUNDS, medians shown"
 printf '\n%-28s %10s %10s %10s %10s\n' "" "cold s" "cold MB/s" "warm s" "warm MB/s"
 for method in dd ddcopy cat extract; do
     case $method in
