@@ -23,24 +23,24 @@ const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
 /// A recognizable 1 MiB pattern: every 8 bytes hold (tag, index).
-fn pattern(tag: u32) -> Vec<u8> {
+pub(crate) fn pattern(tag: u32) -> Vec<u8> {
     (0..MIB / 8).flat_map(|i| (u64::from(tag) << 32 | i).to_le_bytes()).collect()
 }
 
-struct Forge {
-    img: PathBuf,
+pub(crate) struct Forge {
+    pub(crate) img: PathBuf,
     /// Device offset of volume byte 0 (single-run volumes).
-    base: u64,
+    pub(crate) base: u64,
 }
 
 impl Forge {
-    fn write(&self, vol_off: u64, bytes: &[u8]) {
+    pub(crate) fn write(&self, vol_off: u64, bytes: &[u8]) {
         let f = std::fs::OpenOptions::new().write(true).open(&self.img).unwrap();
         f.write_all_at(bytes, self.base + vol_off).unwrap();
     }
 }
 
-fn open(img: &Path) -> (Arc<Vmfs>, u64) {
+pub(crate) fn open(img: &Path) -> (Arc<Vmfs>, u64) {
     let srcs = datastore::open_sources(&[img.to_path_buf()]).unwrap();
     let (stores, _) = datastore::find(&srcs);
     let d = stores.into_iter().find(|d| d.fs.is_ok()).unwrap();
@@ -50,7 +50,7 @@ fn open(img: &Path) -> (Arc<Vmfs>, u64) {
 }
 
 /// File-system blocks no file uses, from the end of the volume.
-fn free_blocks(fs: &Arc<Vmfs>, count: usize) -> Vec<u64> {
+pub(crate) fn free_blocks(fs: &Arc<Vmfs>, count: usize) -> Vec<u64> {
     let mut used: Vec<(u64, u64)> = Vec::new();
     let root = fs.root().unwrap();
     fs.walk(&root, "/", true, &mut |item| {

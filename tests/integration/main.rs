@@ -5,5 +5,6 @@ mod container;
 mod damage;
 mod device;
 mod forged_double_indirect;
+mod forged_lfb;
 mod util;
 mod vmfs;
