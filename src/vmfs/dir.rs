@@ -140,12 +140,24 @@ impl Vmfs {
             if !fd.is_dir() {
                 return Err(Error::NotADirectory(walked));
             }
-            let entry = self
-                .read_dir(&fd)?
-                .into_iter()
-                .find(|e| e.name == part.as_bytes())
-                .ok_or_else(|| Error::NotFound(walked.clone()))?;
-            fd = self.read_fd(entry.addr)?;
+            // VMFS6: the hash table first; a full listing when it does not lead there (a
+            // damaged table must not hide a file that the listing still shows).
+            let hashed = if self.geo.v6 {
+                self.lookup_hashed(&fd, part.as_bytes(), fd.addr == super::volume::ROOT_FD).ok().flatten()
+            } else {
+                None
+            };
+            let addr = match hashed {
+                Some(e) => e.desc_addr,
+                None => {
+                    self.read_dir(&fd)?
+                        .into_iter()
+                        .find(|e| e.name == part.as_bytes())
+                        .ok_or_else(|| Error::NotFound(walked.clone()))?
+                        .addr
+                }
+            };
+            fd = self.read_fd(addr)?;
         }
         Ok(fd)
     }

@@ -7,6 +7,7 @@
 pub mod address;
 pub mod blockmap;
 pub mod dir;
+pub mod dirhash;
 pub mod error;
 pub mod fd;
 pub mod file;

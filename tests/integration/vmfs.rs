@@ -211,3 +211,51 @@ fn cat_streams_a_file() {
     assert_eq!(out.stdout.len(), 1048577);
     assert_eq!(hex(&Sha256::digest(&out.stdout)), "5053579a1aa6aa9c5be1e571efd58862f18bb57acd4625d7ad442a050eb8d0f9");
 }
+
+#[test]
+fn vmfs6_hash_table_finds_every_name_the_listing_shows() {
+    use vmfs_rescue::vmfs::dirhash::hash_slot;
+    let Some(m) = manifest() else { return };
+    let mut names = 0;
+    for entry in m.iter().filter(|e| e["kind"] == "vmfs" && e["vmfs"]["major"] == 24) {
+        let imgs = images(entry);
+        let srcs = datastore::open_sources(&imgs).unwrap();
+        let (stores, _) = datastore::find(&srcs);
+        let fs = stores.into_iter().find_map(|d| d.fs.ok()).unwrap();
+        let root = fs.root().unwrap();
+        let mut dirs = vec![(root.clone(), true)];
+        fs.walk(&root, "/", true, &mut |item| {
+            if let vmfs_rescue::vmfs::WalkItem::Entry { fd, .. } = item
+                && fd.is_dir()
+            {
+                dirs.push((fd, false));
+            }
+        });
+        for (dir, in_root) in dirs {
+            for e in fs.read_dir(&dir).unwrap() {
+                let found = fs.lookup_hashed(&dir, &e.name, in_root).unwrap();
+                assert_eq!(
+                    found.map(|f| f.desc_addr),
+                    Some(e.addr),
+                    "{}: {:?}",
+                    entry["vmfs"]["label"],
+                    e.name_lossy()
+                );
+                names += 1;
+            }
+        }
+    }
+    assert!(names > 0);
+    // The corpus's /collision names were made to share one hash-table slot (link groups).
+    let Some(entry) = m.iter().find(|e| e["vmfs"]["label"] == "vmfs6") else { return };
+    let colliding: Vec<&str> = entry["fs_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str()?.strip_prefix("/collision/"))
+        .collect();
+    assert_eq!(colliding.len(), 19);
+    for n in colliding {
+        assert_eq!(hash_slot(n.as_bytes(), false).1, 0x26F7, "{n}");
+    }
+}
