@@ -242,21 +242,23 @@ impl Vmfs {
         self.read_fd(ROOT_FD)
     }
 
+    /// The resource file, cluster and resource that packed address `raw` names: a PB, PB2 or SB
+    /// (pointer blocks; on VMFS6 they are sub-blocks), or an FD when `fd_ok`.
+    fn resource_address(&self, raw: u64, fd_ok: bool) -> Result<(ResKind, u64, u64)> {
+        match decode(raw, self.geo.v6, self.geo.dense_sbpc) {
+            Addr::PtrBlock { cluster, resource } => Ok((ResKind::Pb, cluster, resource)),
+            Addr::PtrBlock2 { cluster, resource } => Ok((ResKind::Pb2, cluster, resource)),
+            Addr::SubBlock { cluster, resource } => Ok((ResKind::Sb, cluster, resource)),
+            Addr::Fd { cluster, resource } if fd_ok => Ok((ResKind::Fd, cluster, resource)),
+            _ => {
+                Err(Error::corrupt("resource address", 0, CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 }))
+            }
+        }
+    }
+
     /// Volume offset of the resource (PB, PB2, SB or FD) at packed address `raw`.
     pub fn resource_volume_offset(&self, raw: u64) -> Result<u64> {
-        let (kind, cluster, resource) = match decode(raw, self.geo.v6, self.geo.dense_sbpc) {
-            Addr::PtrBlock { cluster, resource } => (ResKind::Pb, cluster, resource),
-            Addr::PtrBlock2 { cluster, resource } => (ResKind::Pb2, cluster, resource),
-            Addr::SubBlock { cluster, resource } => (ResKind::Sb, cluster, resource),
-            Addr::Fd { cluster, resource } => (ResKind::Fd, cluster, resource),
-            _ => {
-                return Err(Error::corrupt(
-                    "resource address",
-                    0,
-                    CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 },
-                ));
-            }
-        };
+        let (kind, cluster, resource) = self.resource_address(raw, true)?;
         let res = self.resource_file(kind)?;
         let off = res.resource_offset(cluster, resource)?;
         match self.extents(&res.fd, off..off + 1)?.first().map(|e| e.kind) {
@@ -275,18 +277,7 @@ impl Vmfs {
         if let Some(hit) = self.pb_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&raw) {
             return Ok(Arc::clone(hit));
         }
-        let (kind, cluster, resource) = match decode(raw, self.geo.v6, self.geo.dense_sbpc) {
-            Addr::PtrBlock { cluster, resource } => (ResKind::Pb, cluster, resource),
-            Addr::PtrBlock2 { cluster, resource } => (ResKind::Pb2, cluster, resource),
-            Addr::SubBlock { cluster, resource } => (ResKind::Sb, cluster, resource),
-            _ => {
-                return Err(Error::corrupt(
-                    "pointer block address",
-                    0,
-                    CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 },
-                ));
-            }
-        };
+        let (kind, cluster, resource) = self.resource_address(raw, false)?;
         let res = self.resource_file(kind)?;
         let off = res.resource_offset(cluster, resource)?;
         let len = self.geo.pb_entries * self.geo.ptr_width as u64;

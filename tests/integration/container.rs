@@ -2,7 +2,7 @@
 //! `vmfs/manifest.json` (made with dissect.vmfs, an independent reader), spanned sets in both
 //! orders and with a part missing, LV content hashes, and the two 64 TiB sparse LVM samples.
 
-use crate::util::{SourceGuard, corpus, corpus_image, hex};
+use crate::util::{SourceGuard, corpus, hex, images, manifest};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -15,22 +15,6 @@ use vmfs_rescue::container::probe::{CoarseScan, probe};
 use vmfs_rescue::container::{
     CandidateKind, Discovery, LogicalVolume, LvmDevice, ProbeOptions, discover, find_candidates,
 };
-
-fn manifest() -> Option<Vec<Value>> {
-    let root = corpus()?;
-    let text = std::fs::read_to_string(root.join("vmfs/manifest.json")).expect("manifest");
-    Some(serde_json::from_str(&text).expect("manifest json"))
-}
-
-/// The decompressed images of one manifest entry, in manifest order.
-fn images(entry: &Value) -> Vec<PathBuf> {
-    entry["image_files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| corpus_image(&format!("vmfs/{}", f["path"].as_str().unwrap())).unwrap())
-        .collect()
-}
 
 fn label(entry: &Value) -> String {
     entry["image_files"][0]["path"].as_str().unwrap().trim_end_matches(".gz").to_string()

@@ -123,3 +123,20 @@ impl Drop for SourceGuard {
         }
     }
 }
+
+/// The corpus `vmfs/manifest.json`, parsed (None when the corpus is not configured).
+pub fn manifest() -> Option<Vec<serde_json::Value>> {
+    let root = corpus()?;
+    let text = std::fs::read_to_string(root.join("vmfs/manifest.json")).expect("manifest");
+    Some(serde_json::from_str(&text).expect("manifest json"))
+}
+
+/// The decompressed images of one manifest entry, in manifest order.
+pub fn images(entry: &serde_json::Value) -> Vec<PathBuf> {
+    entry["image_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| corpus_image(&format!("vmfs/{}", f["path"].as_str().unwrap())).unwrap())
+        .collect()
+}

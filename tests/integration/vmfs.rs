@@ -1,7 +1,7 @@
 //! The reader against the real ESXi-made corpus: every entry and every content hash must match
 //! `vmfs/manifest.json` (made with dissect.vmfs, an independent reader).
 
-use crate::util::{SourceGuard, corpus, corpus_image, hex};
+use crate::util::{SourceGuard, hex, images, manifest};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -14,22 +14,6 @@ use vmfs_rescue::vmfs::VmfsFile;
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vmfs-rescue"))
-}
-
-fn manifest() -> Option<Vec<Value>> {
-    let root = corpus()?;
-    let text = std::fs::read_to_string(root.join("vmfs/manifest.json")).expect("manifest");
-    Some(serde_json::from_str(&text).expect("manifest json"))
-}
-
-/// The decompressed images of one manifest entry, in manifest order.
-fn images(entry: &Value) -> Vec<PathBuf> {
-    entry["image_files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| corpus_image(&format!("vmfs/{}", f["path"].as_str().unwrap())).unwrap())
-        .collect()
 }
 
 fn type_word(name: &str) -> &'static str {
