@@ -148,14 +148,16 @@ ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }'
 }
 
-run_dd() { dd if="$IMAGE" of=/dev/null bs=1M iflag=skip_bytes,count_bytes skip="$OFFSET" count="$SIZE" status=none; }
-run_cat() { "$BIN" cat "$IMAGE" --path "$FPATH"; }
+# WRAP runs a command inside the throttled cgroup in the disk-speed part (empty otherwise).
+WRAP=()
+run_dd() { "${WRAP[@]}" dd if="$IMAGE" of=/dev/null bs=1M iflag=skip_bytes,count_bytes skip="$OFFSET" count="$SIZE" status=none; }
+run_cat() { "${WRAP[@]}" "$BIN" cat "$IMAGE" --path "$FPATH"; }
 # Like for like with extract: the same bytes written to a file on the same destination, synced.
 run_ddcopy() {
-    dd if="$IMAGE" of="$WORK/ddcopy.out" bs=1M iflag=skip_bytes,count_bytes skip="$OFFSET" count="$SIZE" conv=fsync status=none
+    "${WRAP[@]}" dd if="$IMAGE" of="$WORK/ddcopy.out" bs=1M iflag=skip_bytes,count_bytes skip="$OFFSET" count="$SIZE" conv=fsync status=none
 }
 run_extract() {
-    "$BIN" extract "$IMAGE" --to "$WORK/extract" --path "$FPATH"
+    "${WRAP[@]}" "$BIN" extract "$IMAGE" --to "$WORK/extract" --path "$FPATH"
 }
 # Outputs are removed before each timed run, outside the timing (deleting a 1 GiB file costs
 # discards on this file system, which would be charged to the next command otherwise).
@@ -234,6 +236,44 @@ echo "THROUGHPUT RATIO cat vs dd (reads only):                 cold $(ratio "${T
 echo "time ratio extract/dd: cold $(ratio "${T[dd.cold]}" "${T[extract.cold]}"), warm $(ratio "${T[dd.warm]}" "${T[extract.warm]}")"
 echo "time ratio cat/dd:     cold $(ratio "${T[dd.cold]}" "${T[cat.cold]}"), warm $(ratio "${T[dd.warm]}" "${T[cat.warm]}")"
 echo "time ratio extract/cat: cold $(ratio "${T[cat.cold]}" "${T[extract.cold]}"), warm $(ratio "${T[cat.warm]}" "${T[extract.warm]}")"
+# --- At the speed of a real datastore disk ---------------------------------------------------
+# The image behind a read-only loop device whose reads are throttled (cgroup v1 blkio) to
+# DISK_MBPS, as a SAS/SATA disk of a dead host would read: does extraction keep up with the disk?
+DISK_MBPS="${VMFS_RESCUE_BENCH_DISK_MBPS:-200}"
+CG=/sys/fs/cgroup/blkio/vmfs-rescue-bench
+if [[ $DISK_MBPS -gt 0 && $(id -u) -eq 0 && -d /sys/fs/cgroup/blkio && -f "$IMAGE" ]] &&
+    LOOP="$(losetup --find --show --read-only "$IMAGE" 2>/dev/null)"; then
+    trap 'losetup -d "$LOOP" 2>/dev/null || true' EXIT
+    mkdir -p "$CG"
+    echo "$(lsblk -dno MAJ:MIN "$LOOP" | tr -d ' ') $((DISK_MBPS * 1000000))" >"$CG/blkio.throttle.read_bps_device"
+    in_cg() { bash -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' _ "$CG" "$@"; }
+    WRAP=(in_cg)
+    SAVED_IMAGE="$IMAGE"
+    IMAGE="$LOOP"
+    declare -A D
+    for ((round = 1; round <= 3; round++)); do
+        for method in dd ddcopy cat extract; do
+            clean_outputs
+            drop_caches
+            D[$method]+=" $(elapsed "run_$method")"
+        done
+    done
+    IMAGE="$SAVED_IMAGE"
+    WRAP=()
+    echo
+    echo "at a disk speed of $DISK_MBPS MB/s (loop device, blkio read throttle; cold, median of 3):"
+    for method in dd ddcopy cat extract; do
+        # shellcheck disable=SC2086 # word splitting of the run list is intended
+        t="$(median ${D[$method]})"
+        [[ "${D[$method]}" == *fail* ]] && failed=1
+        D[$method]="$t"
+        printf '  %-26s %8s s %10s MB/s\n' "$method" "$t" "$(mbps "$t")"
+    done
+    echo "THROUGHPUT RATIO at disk speed, extract vs cat of the same bytes: $(ratio "${D[extract]}" "${D[dd]}") (vs dd to a file: $(ratio "${D[extract]}" "${D[ddcopy]}"))"
+else
+    log "disk-speed part skipped (needs root, cgroup v1 blkio and a loop device)"
+fi
+
 if [[ $failed -eq 1 ]]; then
     log "a command failed (see above)"
     exit 1
