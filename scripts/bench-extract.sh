@@ -243,7 +243,7 @@ DISK_MBPS="${VMFS_RESCUE_BENCH_DISK_MBPS:-200}"
 CG=/sys/fs/cgroup/blkio/vmfs-rescue-bench
 if [[ $DISK_MBPS -gt 0 && $(id -u) -eq 0 && -d /sys/fs/cgroup/blkio && -f "$IMAGE" ]] &&
     LOOP="$(losetup --find --show --read-only "$IMAGE" 2>/dev/null)"; then
-    trap 'losetup -d "$LOOP" 2>/dev/null || true' EXIT
+    trap 'blockdev --setrw "$LOOP" 2>/dev/null; losetup -d "$LOOP" 2>/dev/null || true' EXIT
     mkdir -p "$CG"
     echo "$(lsblk -dno MAJ:MIN "$LOOP" | tr -d ' ') $((DISK_MBPS * 1000000))" >"$CG/blkio.throttle.read_bps_device"
     in_cg() { bash -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' _ "$CG" "$@"; }

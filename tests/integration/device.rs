@@ -53,6 +53,8 @@ fn loop_device_is_set_read_only_and_reads_like_the_image() {
     let from_file = listing(&img);
     for sector in [512, 4096] {
         let Some(dev) = Loop::attach(&img, sector) else { return };
+        // A loop device may keep the read-only flag of an earlier user: start from writable.
+        assert!(Command::new("blockdev").arg("--setrw").arg(&dev.0).status().unwrap().success());
         assert!(!dev.read_only(), "loop device starts writable");
         assert_eq!(listing(&dev.0), from_file, "{sector}-byte sectors: listing through the device differs");
         assert!(dev.read_only(), "BLKROSET was not set on {}", dev.0.display());

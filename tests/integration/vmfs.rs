@@ -243,3 +243,38 @@ fn vmfs6_hash_table_finds_every_name_the_listing_shows() {
         assert_eq!(hash_slot(n.as_bytes(), false).1, 0x26F7, "{n}");
     }
 }
+
+#[test]
+fn extract_resumes_after_an_interrupted_run() {
+    let Some(m) = manifest() else { return };
+    let entry = m.iter().find(|e| e["vmfs"]["label"] == "vmfs6").unwrap();
+    let imgs = images(entry);
+    let _guard = SourceGuard::new(&imgs);
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = bin()
+            .arg("extract")
+            .args(&imgs)
+            .arg("--to")
+            .arg(dir.path())
+            .args(["--path", "/bigger", "--path", "/big", "--path", "/directory"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let kept = String::from_utf8_lossy(&out.stderr).matches("already extracted by an earlier run").count();
+        let m: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap()).unwrap();
+        (kept, m)
+    };
+    let (kept, first) = run();
+    assert_eq!(kept, 0);
+    // A crash: the manifest never got written, /big's output was cut short, and a half-written
+    // temporary file lies around.
+    std::fs::remove_file(dir.path().join("manifest.json")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(dir.path().join("big")).unwrap().set_len(10).unwrap();
+    std::fs::write(dir.path().join("bigger.partial"), b"garbage").unwrap();
+    let (kept, second) = run();
+    assert_eq!(kept, 1 + 100, "/bigger and the 100 files of /directory are kept, /big is copied again");
+    assert_eq!(first, second, "the resumed run's manifest equals the first one");
+    assert_eq!(crate::util::sha256_file(&dir.path().join("big")), first[1]["sha256"].as_str().unwrap());
+}
