@@ -33,7 +33,15 @@ impl Datastore {
 pub fn open_sources(paths: &[PathBuf]) -> std::io::Result<Vec<Source>> {
     paths
         .iter()
-        .map(|p| open_path(p).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))))
+        .map(|p| {
+            if p.is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{}: is a directory, not a disk image or block device", p.display()),
+                ));
+            }
+            open_path(p).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        })
         .collect()
 }
 

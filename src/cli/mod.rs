@@ -27,9 +27,11 @@ pub struct UsageError(pub String);
 
 /// Log warnings to stderr; everything at debug level to the log file when one is given.
 pub fn init_logging(file: Option<&std::path::Path>) {
+    use std::io::IsTerminal;
     use tracing_subscriber::{EnvFilter, fmt, prelude::*};
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(false)
         .with_filter(EnvFilter::try_from_env("VMFS_RESCUE_LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("warn")));
@@ -53,10 +55,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 
 /// Open the sources, find the datastores, and pick the one the user means.
 pub fn open_selected(select: &Select) -> Result<(Vec<Datastore>, Arc<Vmfs>)> {
-    let sources = datastore::open_sources(&select.sources)?;
+    let sources = open_sources(&select.sources)?;
     let (stores, notes) = datastore::find(&sources);
+    // Probe notes are for `volumes` and the log; the error below says what matters here.
     for n in &notes {
-        tracing::warn!("{n}");
+        tracing::info!("{n}");
     }
     let candidates: Vec<&Datastore> = match &select.volume {
         Some(sel) => stores.iter().filter(|d| d.matches(sel)).collect(),
@@ -96,6 +99,14 @@ pub fn open_selected(select: &Select) -> Result<(Vec<Datastore>, Arc<Vmfs>)> {
         tracing::warn!("{w}");
     }
     Ok((stores, fs))
+}
+
+/// Open the sources; a path that is no image or device is bad usage (exit status 2).
+pub fn open_sources(paths: &[std::path::PathBuf]) -> Result<Vec<vmfs_rescue::block::Source>> {
+    datastore::open_sources(paths).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::NotFound => UsageError(e.to_string()).into(),
+        _ => e.into(),
+    })
 }
 
 fn names(paths: &[std::path::PathBuf]) -> String {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use vmfs_rescue::datastore;
 
 pub fn run(paths: &[PathBuf], as_json: bool) -> Result<Outcome> {
-    let sources = datastore::open_sources(paths)?;
+    let sources = super::open_sources(paths)?;
     let (stores, notes) = datastore::find(&sources);
     let mut outcome = Outcome::Clean;
     for n in &notes {

@@ -186,3 +186,24 @@ fn bad_sectors_are_zero_filled_and_reported_per_file() {
     let big = VmfsFile::new(Arc::clone(&fs), fs.lookup("/big").unwrap(), "/big");
     assert!(big.unreadable(0..big.len()).is_empty());
 }
+
+#[test]
+fn sources_that_are_not_disks_give_clear_errors_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.bin");
+    let bytes: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&garbage, &bytes).unwrap();
+    let empty = dir.path().join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    for (src, code, says) in [
+        (dir.path().to_path_buf(), 2, "is a directory"),
+        (dir.path().join("missing.bin"), 2, "No such file"),
+        (garbage, 1, "no VMFS volume found"),
+        (empty, 1, "no VMFS volume found"),
+    ] {
+        let out = run(&["ls"], &src);
+        assert_eq!(out.status.code(), Some(code), "{}", src.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says) && err.contains(&*src.to_string_lossy()), "{err}");
+    }
+}
