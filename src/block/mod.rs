@@ -14,6 +14,7 @@ mod fault;
 mod file;
 mod mem;
 mod slice;
+mod sparse;
 mod tolerant;
 
 pub use badmap::BadMap;
@@ -23,6 +24,7 @@ pub use fault::FaultySource;
 pub use file::ImageFile;
 pub use mem::MemSource;
 pub use slice::Slice;
+pub use sparse::SparseMem;
 pub use tolerant::{RawSource, RetryPolicy, Tolerant};
 
 use std::ops::Range;

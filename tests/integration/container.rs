@@ -7,10 +7,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
-use vmfs_rescue::block::{BlockSource, ReadError, Source, check_range, open_path};
+use vmfs_rescue::block::{BlockSource, Source, SparseMem, open_path};
 use vmfs_rescue::container::probe::{CoarseScan, probe};
 use vmfs_rescue::container::{
     CandidateKind, Discovery, LogicalVolume, LvmDevice, ProbeOptions, discover, find_candidates,
@@ -240,56 +239,21 @@ fn spanned_sets_assemble_in_any_order_and_with_a_part_missing() {
 }
 
 /// A 64 TiB device that is zeros except for the regions of a corpus CSV (`offset,hexbytes`).
-struct CsvSparse {
-    name: String,
-    len: u64,
-    regions: BTreeMap<u64, Vec<u8>>,
-}
-
-impl CsvSparse {
-    fn load(rel: &str) -> Option<Self> {
-        let root = corpus()?;
-        let path = root.join(rel);
-        let f = std::fs::File::open(&path).expect("open csv");
-        let mut regions = BTreeMap::new();
-        for line in BufReader::new(flate2::read::GzDecoder::new(f)).lines() {
-            let line = line.expect("csv line");
-            let (off, hexbytes) = line.trim().split_once(',').expect("offset,hex");
-            let bytes = (0..hexbytes.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hexbytes[i..i + 2], 16).expect("hex byte"))
-                .collect();
-            regions.insert(off.parse().expect("offset"), bytes);
-        }
-        Some(Self { name: rel.into(), len: 1 << 46, regions })
+fn csv_sparse(rel: &str) -> Option<SparseMem> {
+    let root = corpus()?;
+    let path = root.join(rel);
+    let f = std::fs::File::open(&path).expect("open csv");
+    let mut regions = BTreeMap::new();
+    for line in BufReader::new(flate2::read::GzDecoder::new(f)).lines() {
+        let line = line.expect("csv line");
+        let (off, hexbytes) = line.trim().split_once(',').expect("offset,hex");
+        let bytes = (0..hexbytes.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hexbytes[i..i + 2], 16).expect("hex byte"))
+            .collect();
+        regions.insert(off.parse().expect("offset"), bytes);
     }
-}
-
-impl BlockSource for CsvSparse {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn len(&self) -> u64 {
-        self.len
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_range(&|| self.name(), offset, buf.len(), self.len)?;
-        buf.fill(0);
-        let end = offset + buf.len() as u64;
-        for (&at, data) in self.regions.range(..end) {
-            let r_end = at + data.len() as u64;
-            if r_end <= offset {
-                continue;
-            }
-            let (s, e) = (at.max(offset), r_end.min(end));
-            buf[(s - offset) as usize..(e - offset) as usize]
-                .copy_from_slice(&data[(s - at) as usize..(e - at) as usize]);
-        }
-        Ok(())
-    }
-    fn unreadable(&self, _range: Range<u64>) -> Vec<Range<u64>> {
-        Vec::new()
-    }
+    Some(SparseMem { name: rel.into(), len: 1 << 46, regions })
 }
 
 fn check_huge(rel: &str) {
@@ -298,7 +262,7 @@ fn check_huge(rel: &str) {
     else {
         return;
     };
-    let Some(src) = CsvSparse::load(rel) else { return };
+    let Some(src) = csv_sparse(rel) else { return };
     let src: Source = Arc::new(src);
     let want_dev = &entry["lvm"]["devices"][0];
     let c = find_candidates(&src);

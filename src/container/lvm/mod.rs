@@ -262,46 +262,13 @@ impl LvmDevice {
 #[allow(clippy::arithmetic_side_effects, clippy::as_conversions, clippy::indexing_slicing)]
 pub(crate) mod forge {
     use super::ondisk::*;
-    use crate::block::{BlockSource, ReadError, Source, check_range};
+    use crate::block::{BlockSource, Source};
     use crate::le::{VmwareUuid, put_u64};
     use std::collections::BTreeMap;
-    use std::ops::Range;
     use std::sync::Arc;
 
     /// Zeros except for the stored regions.
-    pub(crate) struct SparseSource {
-        pub name: String,
-        pub len: u64,
-        pub regions: BTreeMap<u64, Vec<u8>>,
-    }
-
-    impl BlockSource for SparseSource {
-        fn name(&self) -> String {
-            self.name.clone()
-        }
-        fn len(&self) -> u64 {
-            self.len
-        }
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-            check_range(&|| self.name(), offset, buf.len(), self.len)?;
-            buf.fill(0);
-            let end = offset + buf.len() as u64;
-            for (&at, data) in self.regions.range(..end) {
-                let r_end = at + data.len() as u64;
-                if r_end <= offset {
-                    continue;
-                }
-                let s = at.max(offset);
-                let e = r_end.min(end);
-                buf[(s - offset) as usize..(e - offset) as usize]
-                    .copy_from_slice(&data[(s - at) as usize..(e - at) as usize]);
-            }
-            Ok(())
-        }
-        fn unreadable(&self, _range: Range<u64>) -> Vec<Range<u64>> {
-            Vec::new()
-        }
-    }
+    pub(crate) use crate::block::SparseMem as SparseSource;
 
     /// `(lOffset, pOffset, length)` of PEs.
     pub(crate) type Pes = Vec<(u64, u64, u64)>;

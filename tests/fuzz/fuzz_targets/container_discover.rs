@@ -10,9 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::ops::Range;
 use std::sync::Arc;
-use vmfs_rescue::block::{BlockSource, ReadError, Source, check_range};
+use vmfs_rescue::block::{Source, SparseMem};
 
 const SIZE: u64 = 4 << 30;
 
@@ -33,35 +32,6 @@ const SPOTS: [u64; 14] = [
     SIZE - 0x4200,
 ];
 
-struct Overlay {
-    pieces: Vec<(u64, Vec<u8>)>,
-}
-
-impl BlockSource for Overlay {
-    fn name(&self) -> String {
-        "fuzz-disk".into()
-    }
-    fn len(&self) -> u64 {
-        SIZE
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_range(&|| self.name(), offset, buf.len(), SIZE)?;
-        buf.fill(0);
-        let end = offset + buf.len() as u64;
-        for (at, bytes) in &self.pieces {
-            let s = offset.max(*at);
-            let e = end.min(at + bytes.len() as u64);
-            if s < e {
-                buf[(s - offset) as usize..(e - offset) as usize].copy_from_slice(&bytes[(s - at) as usize..(e - at) as usize]);
-            }
-        }
-        Ok(())
-    }
-    fn unreadable(&self, _range: Range<u64>) -> Vec<Range<u64>> {
-        Vec::new()
-    }
-}
-
 fn device(data: &mut &[u8]) -> Source {
     let mut pieces = Vec::new();
     while data.len() >= 4 && pieces.len() < 32 {
@@ -81,7 +51,7 @@ fn device(data: &mut &[u8]) -> Source {
         pieces.push((at.min(SIZE), bytes));
         *data = &data[4 + len..];
     }
-    Arc::new(Overlay { pieces })
+    Arc::new(SparseMem { name: "fuzz-disk".into(), len: SIZE, regions: pieces.into_iter().collect() })
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -14,9 +14,7 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use std::ops::Range;
 use std::sync::Arc;
-use vmfs_rescue::block::{
-    Concat, FaultySource, MemSource, Piece, ReadError, RetryPolicy, Slice, Source, Tolerant,
-};
+use vmfs_rescue::block::{Concat, FaultySource, MemSource, Piece, ReadError, RetryPolicy, Slice, Source, Tolerant};
 
 /// Largest device, in bytes.
 const MAX_DEV: u64 = 64 * 1024;
@@ -41,11 +39,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         pool.push(device(u, i)?);
     }
     for _ in 0..u.int_in_range(0..=4u8)? {
-        let node = if u.arbitrary()? {
-            slice(u, &pool)?
-        } else {
-            concat(u, &pool)?
-        };
+        let node = if u.arbitrary()? { slice(u, &pool)? } else { concat(u, &pool)? };
         pool.push(node);
     }
     for _ in 0..u.int_in_range(1..=8u8)? {
@@ -56,64 +50,33 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
 }
 
 fn device(u: &mut Unstructured<'_>, i: u8) -> Result<Node> {
-    let len = if u.arbitrary()? {
-        u.int_in_range(0..=MAX_DEV / 512)? * 512
-    } else {
-        u.int_in_range(0..=MAX_DEV)?
-    };
-    let data: Vec<u8> = (0..len)
-        .map(|b| (b.wrapping_mul(131) >> 3) as u8 ^ i.wrapping_mul(77) | 1)
-        .collect();
+    let len = if u.arbitrary()? { u.int_in_range(0..=MAX_DEV / 512)? * 512 } else { u.int_in_range(0..=MAX_DEV)? };
+    let data: Vec<u8> = (0..len).map(|b| (b.wrapping_mul(131) >> 3) as u8 ^ i.wrapping_mul(77) | 1).collect();
     let mut bad = Vec::new();
     for _ in 0..u.int_in_range(0..=4u8)? {
         let start = u.int_in_range(0..=len)?;
         let n = u.int_in_range(1..=4096u64)?;
         bad.push(start..start + n);
     }
-    let policy = RetryPolicy {
-        whole_attempts: u.int_in_range(0..=3)?,
-        sector_attempts: u.int_in_range(0..=3)?,
-    };
+    let policy = RetryPolicy { whole_attempts: u.int_in_range(0..=3)?, sector_attempts: u.int_in_range(0..=3)? };
     let raw = FaultySource::new(MemSource::new(format!("dev{i}"), data.clone()), bad.clone());
     let src: Source = Arc::new(Tolerant::new(raw).with_policy(policy));
-    Ok(Node {
-        src,
-        device: Some((data, bad)),
-    })
+    Ok(Node { src, device: Some((data, bad)) })
 }
 
 fn slice(u: &mut Unstructured<'_>, pool: &[Node]) -> Result<Node> {
     let inner = &pool[u.choose_index(pool.len())?].src;
-    let start = if u.ratio(1, 16)? {
-        u.arbitrary()?
-    } else {
-        u.int_in_range(0..=inner.len() + 1024)?
-    };
-    let len = if u.ratio(1, 16)? {
-        u.arbitrary()?
-    } else {
-        u.int_in_range(0..=inner.len() + 1024)?
-    };
-    Ok(Node {
-        src: Arc::new(Slice::new(Arc::clone(inner), start, len)),
-        device: None,
-    })
+    let start = if u.ratio(1, 16)? { u.arbitrary()? } else { u.int_in_range(0..=inner.len() + 1024)? };
+    let len = if u.ratio(1, 16)? { u.arbitrary()? } else { u.int_in_range(0..=inner.len() + 1024)? };
+    Ok(Node { src: Arc::new(Slice::new(Arc::clone(inner), start, len)), device: None })
 }
 
 fn concat(u: &mut Unstructured<'_>, pool: &[Node]) -> Result<Node> {
     let total = u.int_in_range(0..=MAX_CONCAT)?;
     let mut pieces = Vec::new();
     for _ in 0..u.int_in_range(0..=6u8)? {
-        let offset = if u.ratio(1, 16)? {
-            u.arbitrary()?
-        } else {
-            u.int_in_range(0..=total)?
-        };
-        let len = if u.ratio(1, 16)? {
-            u.arbitrary()?
-        } else {
-            u.int_in_range(0..=MAX_CONCAT / 2)?
-        };
+        let offset = if u.ratio(1, 16)? { u.arbitrary()? } else { u.int_in_range(0..=total)? };
+        let len = if u.ratio(1, 16)? { u.arbitrary()? } else { u.int_in_range(0..=MAX_CONCAT / 2)? };
         let src = if u.ratio(1, 4)? {
             None
         } else {
@@ -125,29 +88,19 @@ fn concat(u: &mut Unstructured<'_>, pool: &[Node]) -> Result<Node> {
         };
         pieces.push(Piece { offset, len, src });
     }
-    Ok(Node {
-        src: Arc::new(Concat::new("fuzz", pieces, total)),
-        device: None,
-    })
+    Ok(Node { src: Arc::new(Concat::new("fuzz", pieces, total)), device: None })
 }
 
 fn read(u: &mut Unstructured<'_>, node: &Node) -> Result<()> {
     let src = &node.src;
     let len = src.len();
-    let offset = if u.ratio(1, 16)? {
-        u.arbitrary()?
-    } else {
-        u.int_in_range(0..=len + 600)?
-    };
+    let offset = if u.ratio(1, 16)? { u.arbitrary()? } else { u.int_in_range(0..=len + 600)? };
     let n = u.int_in_range(0..=MAX_READ.min(len + 600))?;
     let mut buf = vec![0xAAu8; n as usize];
     let result = src.read_at(offset, &mut buf);
     let in_range = offset.checked_add(n).is_some_and(|end| end <= len);
     if !in_range {
-        assert!(
-            matches!(result, Err(ReadError::OutOfRange { .. })),
-            "read of {n} at {offset} of {len}: {result:?}"
-        );
+        assert!(matches!(result, Err(ReadError::OutOfRange { .. })), "read of {n} at {offset} of {len}: {result:?}");
         return Ok(());
     }
     let range = offset..offset + n;
@@ -168,15 +121,9 @@ fn read(u: &mut Unstructured<'_>, node: &Node) -> Result<()> {
         let reported = unreadable.iter().any(|r| r.contains(&at));
         let injected = bad.iter().any(|r| r.contains(&at));
         if injected {
-            assert!(
-                reported && b == 0,
-                "byte {at} of a bad range: reported {reported}, value {b:#x}"
-            );
+            assert!(reported && b == 0, "byte {at} of a bad range: reported {reported}, value {b:#x}");
         } else if !reported {
-            assert_eq!(
-                b, data[at as usize],
-                "byte {at} not reported unreadable but differs"
-            );
+            assert_eq!(b, data[at as usize], "byte {at} not reported unreadable but differs");
         }
         // A reported byte may read fine now: the map is sticky, as for a flaky sector.
     }
@@ -188,10 +135,7 @@ fn check_ranges(ranges: &[Range<u64>], within: &Range<u64>) {
     let mut last_end = within.start;
     for (i, r) in ranges.iter().enumerate() {
         assert!(r.start < r.end, "empty range {r:?} in {ranges:?}");
-        assert!(
-            r.start >= last_end && (i == 0 || r.start > last_end),
-            "unsorted or touching {ranges:?}"
-        );
+        assert!(r.start >= last_end && (i == 0 || r.start > last_end), "unsorted or touching {ranges:?}");
         assert!(r.end <= within.end, "{r:?} outside {within:?}");
         last_end = r.end;
     }

@@ -9,9 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::ops::Range;
 use std::sync::Arc;
-use vmfs_rescue::block::{BlockSource, ReadError, check_range};
+use vmfs_rescue::block::{BlockSource, SparseMem};
 use vmfs_rescue::vmfs::{Vmfs, VmfsFile, WalkItem};
 
 const SIZE: u64 = 64 << 20;
@@ -26,36 +25,6 @@ const SPOTS: [u64; 12] = [
     0x71_0000, 0x72_0000, // VMFS6 system FDs
     0x72_4000, 0x80_0000, 0x100_0000, 0x180_0000,
 ];
-
-struct Overlay {
-    pieces: Vec<(u64, Vec<u8>)>,
-}
-
-impl BlockSource for Overlay {
-    fn name(&self) -> String {
-        "fuzz".into()
-    }
-    fn len(&self) -> u64 {
-        SIZE
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_range(&|| self.name(), offset, buf.len(), SIZE)?;
-        buf.fill(0);
-        let end = offset + buf.len() as u64;
-        for (at, bytes) in &self.pieces {
-            let pend = at + bytes.len() as u64;
-            let s = offset.max(*at);
-            let e = end.min(pend);
-            if s < e {
-                buf[(s - offset) as usize..(e - offset) as usize].copy_from_slice(&bytes[(s - at) as usize..(e - at) as usize]);
-            }
-        }
-        Ok(())
-    }
-    fn unreadable(&self, _range: Range<u64>) -> Vec<Range<u64>> {
-        Vec::new()
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut pieces = Vec::new();
@@ -75,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         let max = (SIZE - p.0) as usize;
         p.1.truncate(max);
     }
-    let vol = Arc::new(Overlay { pieces });
+    let vol = Arc::new(SparseMem { name: "fuzz".into(), len: SIZE, regions: pieces.into_iter().collect() });
     let Ok(fs) = Vmfs::open(vol) else { return };
     let fs = Arc::new(fs);
     let Ok(root) = fs.root() else { return };
