@@ -38,12 +38,12 @@ fn main() {
     let (stores, _) = vmfs_rescue::datastore::find(&srcs);
     let vol = stores.into_iter().next().expect("a volume").volume.source;
     let rec = Arc::new(Recorder { inner: vol, reads: Mutex::new(Vec::new()) });
-    let fs = Vmfs::open(rec.clone()).unwrap();
+    let fs = Arc::new(Vmfs::open(rec.clone()).unwrap());
     let root = fs.root().unwrap();
     // The root directory and a few entries of it: enough to reach every code path once.
     for e in fs.read_dir(&root).unwrap().iter().filter(|e| !e.name.starts_with(b".")).take(8) {
         if let Ok(fd) = fs.read_fd(e.addr) {
-            let f = vmfs_rescue::vmfs::VmfsFile::new(Arc::new(Vmfs::open(rec.clone()).unwrap()), fd.clone(), "x");
+            let f = vmfs_rescue::vmfs::VmfsFile::new(Arc::clone(&fs), fd.clone(), "x");
             let n = fd.meta.size.min(2048) as usize;
             let mut buf = vec![0u8; n];
             let _ = f.read_at(0, &mut buf);

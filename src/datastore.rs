@@ -63,10 +63,10 @@ pub fn find(sources: &[Source]) -> (Vec<Datastore>, Vec<String>) {
 pub fn dest_on_source(dest: &Path, sources: &[PathBuf]) -> Option<PathBuf> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let dest_dev = std::fs::metadata(dest).ok()?.dev();
+    let canon_dest = dest.canonicalize().ok();
     for s in sources {
         let Ok(m) = std::fs::metadata(s) else { continue };
-        let canon_dest = dest.canonicalize().ok();
-        if let (Some(d), Ok(sc)) = (canon_dest, s.canonicalize())
+        if let (Some(d), Ok(sc)) = (&canon_dest, s.canonicalize())
             && d.starts_with(&sc)
         {
             return Some(s.clone());

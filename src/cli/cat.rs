@@ -17,14 +17,7 @@ pub fn run(select: &super::args::Select, path: &str) -> Result<Outcome> {
         FdType::Rdm => bail!(UsageError(format!("{path} is a raw device mapping: its data is on another LUN"))),
         _ => bail!(UsageError(format!("{path} is not a regular file"))),
     }
-    let capacity = fs.capacity(&fd);
-    if fd.meta.size > capacity {
-        bail!(
-            "{path}: corrupt FS3_FileMetadata at volume offset {:#x}: fileLength {:#x} exceeds the {capacity:#x} bytes its pointers can address",
-            fd.vol_offset() + fs.geo.meta_off as u64,
-            fd.meta.size
-        );
-    }
+    fs.check_size(&fd).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
     let file = VmfsFile::new(fs.clone(), fd, path);
     let mut out = std::io::stdout();
     let report = copy(&file, Sink::Stream(&mut out), CopyOptions { hole_hash_limit: 0, hash: false })?;

@@ -152,14 +152,8 @@ impl Job {
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        let capacity = self.fs.capacity(fd);
-        if fd.meta.size > capacity {
-            let msg = format!(
-                "corrupt FS3_FileMetadata at volume offset {:#x}: fileLength {:#x} exceeds the {capacity:#x} bytes its pointers can address",
-                fd.vol_offset() + self.fs.geo.meta_off as u64,
-                fd.meta.size
-            );
-            self.failed(path, entry, msg);
+        if let Err(e) = self.fs.check_size(fd) {
+            self.failed(path, entry, e.to_string());
             return Ok(());
         }
         let file = VmfsFile::new(Arc::clone(&self.fs), fd.clone(), path);

@@ -57,7 +57,7 @@ pub fn entry_json(fs: &std::sync::Arc<Vmfs>, path: &str, fd: &Fd) -> Value {
         "fd_volume_offset": fd.vol_offset(),
         "generation": m.generation,
         "links": m.link_count,
-        "zla": format!("{:#x}", match m.zla { vmfs_rescue::vmfs::ondisk::Zla::Other(x) => x, z => zla_raw(z) }),
+        "zla": format!("{:#x}", m.zla.raw()),
         "block_size": m.block_size,
     });
     if m.kind == vmfs_rescue::vmfs::FdType::Symlink
@@ -69,20 +69,6 @@ pub fn entry_json(fs: &std::sync::Arc<Vmfs>, path: &str, fd: &Fd) -> Value {
         v["rdm_target"] = json!({"vendor": t.vendor, "model": t.model, "id": t.id, "lun": t.lun});
     }
     v
-}
-
-fn zla_raw(z: vmfs_rescue::vmfs::ondisk::Zla) -> u32 {
-    use vmfs_rescue::vmfs::ondisk::Zla;
-    match z {
-        Zla::None => 0,
-        Zla::FileBlock => 1,
-        Zla::SubBlock => 2,
-        Zla::PointerBlock => 3,
-        Zla::Pointer2Block => 5,
-        Zla::PointerBlockDouble => 0x10D0,
-        Zla::Resident => 0x10D1,
-        Zla::Other(x) => x,
-    }
 }
 
 fn print_entry(out: &mut dyn Write, fs: &std::sync::Arc<Vmfs>, path: &str, fd: &Fd, as_json: bool) -> Result<()> {

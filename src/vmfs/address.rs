@@ -86,52 +86,39 @@ pub fn decode(raw: u64, v6: bool, dense_sbpc: bool) -> Addr {
     }
     let kind = addr_type(raw);
     if v6 {
-        let cr = || ((raw >> 6) & 0xF_FFFF_FFFF, (raw >> 56) & 0xFF);
         match kind {
             1 => Addr::SmallFileBlock {
                 cluster: (raw >> 15) & 0x7FFF_FFFF,
                 resource: (raw >> 51) & 0x1FFF,
                 tbz: ((raw >> 7) & 0xFF) as u8,
             },
-            2 => {
-                let (cluster, resource) = cr();
-                Addr::SubBlock { cluster, resource }
-            }
-            3 => {
-                let (cluster, resource) = cr();
-                Addr::PtrBlock { cluster, resource }
-            }
             4 => fd(raw as u32),
-            5 => {
-                let (cluster, resource) = cr();
-                Addr::PtrBlock2 { cluster, resource }
-            }
             7 => Addr::LargeFileBlock { block: (raw >> 15) & 0x7FFF_FFFF, tbz: ((raw >> 7) & 0xFF) as u8 },
-            k => Addr::Other { kind: k },
+            k => resource_addr(k, (raw >> 6) & 0xF_FFFF_FFFF, (raw >> 56) & 0xFF),
         }
     } else {
         let raw = raw & 0xFFFF_FFFF;
-        let cr = || ((raw >> 6) & 0x3F_FFFF, (raw >> 28) & 0xF);
         match kind {
             1 => Addr::FileBlock { block: (raw >> 6) & 0x3FF_FFFF, tbz: raw & 0x20 != 0 },
-            2 => {
-                let (cluster, mut resource) = cr();
-                if dense_sbpc {
+            4 => fd(raw as u32),
+            k => {
+                let mut resource = (raw >> 28) & 0xF;
+                if k == 2 && dense_sbpc {
                     resource |= ((raw >> 3) & 3) << 4;
                 }
-                Addr::SubBlock { cluster, resource }
+                resource_addr(k, (raw >> 6) & 0x3F_FFFF, resource)
             }
-            3 => {
-                let (cluster, resource) = cr();
-                Addr::PtrBlock { cluster, resource }
-            }
-            4 => fd(raw as u32),
-            5 => {
-                let (cluster, resource) = cr();
-                Addr::PtrBlock2 { cluster, resource }
-            }
-            k => Addr::Other { kind: k },
         }
+    }
+}
+
+/// The SB (2), PB (3) or PB2 (5) address of `cluster`/`resource`; any other type holds no data.
+fn resource_addr(kind: u8, cluster: u64, resource: u64) -> Addr {
+    match kind {
+        2 => Addr::SubBlock { cluster, resource },
+        3 => Addr::PtrBlock { cluster, resource },
+        5 => Addr::PtrBlock2 { cluster, resource },
+        k => Addr::Other { kind: k },
     }
 }
 

@@ -107,6 +107,20 @@ impl Vmfs {
         blocks.saturating_mul(bs)
     }
 
+    /// An error naming the FD when its `fileLength` is more than its pointer tree can address
+    /// (the bytes past that are damage, never data).
+    pub fn check_size(&self, fd: &Fd) -> Result<()> {
+        let capacity = self.capacity(fd);
+        if fd.meta.size > capacity {
+            return Err(Error::corrupt(
+                FileMeta::NAME,
+                fd.vol_offset() + self.geo.meta_off as u64,
+                CorruptKind::OutOfRange { field: "fileLength", value: fd.meta.size, limit: capacity },
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn extents_depth(&self, fd: &Fd, range: Range<u64>, depth: u32) -> Result<Vec<Extent>> {
         let geo = &self.geo;
         let end = range.end.min(fd.meta.size);

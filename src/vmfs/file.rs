@@ -101,24 +101,20 @@ impl BlockSource for VmfsFile {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(&|| self.name(), offset, buf.len(), self.len())?;
-        let end = offset + buf.len() as u64;
-        let mut pos = offset;
-        while pos < end {
-            let wend = (pos + MAP_WINDOW).min(end);
-            for e in self.extents(pos..wend) {
-                let dst = &mut buf[(e.file_off - offset) as usize..(e.file_off - offset + e.len) as usize];
-                match e.kind {
-                    ExtentKind::Data { vol_off } => self.fs.vol.read_at(vol_off, dst)?,
-                    _ => {
-                        if self.fs.fill(&self.fd, e, dst).is_err() {
-                            dst.fill(0);
-                        }
+        let mut result = Ok(());
+        self.for_extents(offset..offset + buf.len() as u64, |e| {
+            let dst = &mut buf[(e.file_off - offset) as usize..(e.file_off - offset + e.len) as usize];
+            match e.kind {
+                ExtentKind::Data { vol_off } if result.is_ok() => result = self.fs.vol.read_at(vol_off, dst),
+                ExtentKind::Data { .. } => {}
+                _ => {
+                    if self.fs.fill(&self.fd, *e, dst).is_err() {
+                        dst.fill(0);
                     }
                 }
             }
-            pos = wend;
-        }
-        Ok(())
+        });
+        result
     }
     fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
         let end = range.end.min(self.len()).min(self.capacity);

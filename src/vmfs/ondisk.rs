@@ -290,6 +290,19 @@ impl Zla {
             o => Self::Other(o),
         }
     }
+    /// The raw value.
+    pub fn raw(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::FileBlock => 1,
+            Self::SubBlock => 2,
+            Self::PointerBlock => 3,
+            Self::Pointer2Block => 5,
+            Self::PointerBlockDouble => 0x10D0,
+            Self::Resident => 0x10D1,
+            Self::Other(o) => o,
+        }
+    }
 }
 
 /// `FS3_FileMetadata`: the inode part of an FD (offsets relative to the metadata block).

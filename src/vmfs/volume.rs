@@ -229,12 +229,8 @@ impl Vmfs {
         }
         let fdc = self.resource_file(ResKind::Fd)?;
         let off = fdc.resource_offset(cluster, resource)?;
-        let raw = self.read_file_range(&fdc.fd, off, self.geo.fd_size as u64, 1)?;
-        let vol_off = match self.extents_depth(&fdc.fd, off..off + 1, 1)?.first().map(|e| e.kind) {
-            Some(ExtentKind::Data { vol_off }) => vol_off,
-            _ => 0,
-        };
-        Fd::parse(raw, addr, vol_off, &self.geo)
+        let (raw, vol_off) = self.read_file_range_at(&fdc.fd, off, self.geo.fd_size as u64, 1)?;
+        Fd::parse(raw, addr, vol_off.unwrap_or(0), &self.geo)
     }
 
     /// The root directory's FD.
@@ -303,6 +299,12 @@ impl Vmfs {
 
     /// Read `len` bytes at `off` of a file into memory (metadata-sized reads only).
     pub(super) fn read_file_range(&self, fd: &Fd, off: u64, len: u64, depth: u32) -> Result<Vec<u8>> {
+        self.read_file_range_at(fd, off, len, depth).map(|(bytes, _)| bytes)
+    }
+
+    /// [`Vmfs::read_file_range`], also giving the volume offset of the first byte when a block
+    /// backs it (one walk of the block map for both).
+    fn read_file_range_at(&self, fd: &Fd, off: u64, len: u64, depth: u32) -> Result<(Vec<u8>, Option<u64>)> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(
                 "system file",
@@ -328,11 +330,16 @@ impl Vmfs {
             )
         })?;
         let mut out = vec![0u8; len as usize];
-        for e in self.extents_depth(fd, off..end, depth)? {
+        let extents = self.extents_depth(fd, off..end, depth)?;
+        let first = match extents.first().map(|e| (e.file_off, e.kind)) {
+            Some((at, ExtentKind::Data { vol_off })) if at == off => Some(vol_off),
+            _ => None,
+        };
+        for e in extents {
             let dst = &mut out[(e.file_off - off) as usize..(e.file_off - off + e.len) as usize];
             self.fill(fd, e, dst)?;
         }
-        Ok(out)
+        Ok((out, first))
     }
 
     /// Fill `dst` with the bytes of extent `e` of `fd`.

@@ -27,26 +27,34 @@ pub(crate) fn pattern(tag: u32) -> Vec<u8> {
     (0..MIB / 8).flat_map(|i| (u64::from(tag) << 32 | i).to_le_bytes()).collect()
 }
 
+/// Writes at volume offsets into the image files the volume was assembled from, through its runs.
 pub(crate) struct Forge {
-    pub(crate) img: PathBuf,
-    /// Device offset of volume byte 0 (single-run volumes).
-    pub(crate) base: u64,
+    /// (volume offset, image, device offset, length)
+    runs: Vec<(u64, PathBuf, u64, u64)>,
 }
 
 impl Forge {
     pub(crate) fn write(&self, vol_off: u64, bytes: &[u8]) {
-        let f = std::fs::OpenOptions::new().write(true).open(&self.img).unwrap();
-        f.write_all_at(bytes, self.base + vol_off).unwrap();
+        let (v, img, d, len) = self.runs.iter().find(|r| r.0 <= vol_off && vol_off < r.0 + r.3).expect("mapped");
+        assert!(vol_off + bytes.len() as u64 <= v + len, "write crosses a run");
+        let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+        f.write_all_at(bytes, d + (vol_off - v)).unwrap();
     }
 }
 
-pub(crate) fn open(img: &Path) -> (Arc<Vmfs>, u64) {
-    let srcs = datastore::open_sources(&[img.to_path_buf()]).unwrap();
+/// The VMFS volume on `imgs`, and a forge that writes into those images.
+pub(crate) fn open(imgs: &[PathBuf]) -> (Arc<Vmfs>, Forge) {
+    let srcs = datastore::open_sources(imgs).unwrap();
     let (stores, _) = datastore::find(&srcs);
     let d = stores.into_iter().find(|d| d.fs.is_ok()).unwrap();
-    let run = d.volume.parts[0].runs[0];
-    assert_eq!(run.0, 0, "single run from volume offset 0");
-    (d.fs.unwrap(), d.volume.parts[0].device_offset + run.1)
+    let mut runs = Vec::new();
+    for p in &d.volume.parts {
+        let img = imgs.iter().find(|i| p.source_name.starts_with(&*i.to_string_lossy())).expect("part image");
+        for r in &p.runs {
+            runs.push((r.0, img.clone(), p.device_offset + r.1, r.2));
+        }
+    }
+    (d.fs.unwrap(), Forge { runs })
 }
 
 /// File-system blocks no file uses, from the end of the volume.
@@ -76,8 +84,7 @@ fn forge(label: &str, dir: &Path) -> Option<(PathBuf, Truth, u64)> {
     let img = dir.join(format!("{label}-forged.bin"));
     let st = std::process::Command::new("cp").arg("--sparse=always").arg(&src).arg(&img).status().unwrap();
     assert!(st.success());
-    let (fs, base) = open(&img);
-    let forge = Forge { img: img.clone(), base };
+    let (fs, forge) = open(std::slice::from_ref(&img));
     let geo = fs.geo.clone();
     let fd = fs.lookup("/large-flat.vmdk").unwrap();
     let ptrs = fd.pointers(&geo);
@@ -141,7 +148,7 @@ fn check(label: &str) {
     let dir = tempfile::tempdir().unwrap();
     let Some((img, truth, size)) = forge(label, dir.path()) else { return };
     assert!(size > 256 * GIB);
-    let (fs, _) = open(&img);
+    let (fs, _) = open(std::slice::from_ref(&img));
     let fd = fs.lookup("/large-flat.vmdk").unwrap();
     assert_eq!(fd.meta.size, size);
     let file = VmfsFile::new(Arc::clone(&fs), fd, "/large-flat.vmdk");

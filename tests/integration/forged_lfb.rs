@@ -3,34 +3,17 @@
 //! non-zero bytes, one hole), read back through our reader and the CLI, and through dissect.vmfs
 //! when its venv is there.
 
-use crate::forged_double_indirect::{free_blocks, oracle_python, pattern};
+use crate::forged_double_indirect::{free_blocks, open, oracle_python, pattern};
 use crate::util::{corpus_image, hex};
 use crate::vmfs::bin;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
 use vmfs_rescue::block::BlockSource;
-use vmfs_rescue::datastore;
 use vmfs_rescue::vmfs::VmfsFile;
 use vmfs_rescue::vmfs::address::make_lfb;
 
 const MIB: u64 = 1 << 20;
-
-/// Writes at volume offsets of a volume spread over several image files.
-struct SpanForge {
-    /// (volume offset, image, device offset, length)
-    runs: Vec<(u64, std::path::PathBuf, u64, u64)>,
-}
-
-impl SpanForge {
-    fn write(&self, vol_off: u64, bytes: &[u8]) {
-        use std::os::unix::fs::FileExt;
-        let (v, img, d, len) = self.runs.iter().find(|r| r.0 <= vol_off && vol_off < r.0 + r.3).expect("mapped");
-        assert!(vol_off + bytes.len() as u64 <= v + len);
-        let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
-        f.write_all_at(bytes, d + (vol_off - v)).unwrap();
-    }
-}
 
 #[test]
 fn vmfs6_large_file_blocks_read_back() {
@@ -47,18 +30,7 @@ fn vmfs6_large_file_blocks_read_back() {
         );
         imgs.push(img);
     }
-    let srcs = datastore::open_sources(&imgs).unwrap();
-    let (stores, _) = datastore::find(&srcs);
-    let d = stores.into_iter().find(|d| d.fs.is_ok()).unwrap();
-    let mut runs = Vec::new();
-    for p in &d.volume.parts {
-        let img = imgs.iter().find(|i| p.source_name.starts_with(&*i.to_string_lossy())).expect("part image").clone();
-        for r in &p.runs {
-            runs.push((r.0, img.clone(), p.device_offset + r.1, r.2));
-        }
-    }
-    let forge = SpanForge { runs };
-    let fs = d.fs.unwrap();
+    let (fs, forge) = open(&imgs);
     let geo = fs.geo.clone();
     assert_eq!(geo.lfb, 512 * MIB);
     let per_lfb = geo.lfb / geo.fbs;
@@ -92,8 +64,7 @@ fn vmfs6_large_file_blocks_read_back() {
             None => vec![0; MIB as usize],
         }
     };
-    let srcs = datastore::open_sources(&imgs).unwrap();
-    let fs = datastore::find(&srcs).0.into_iter().find_map(|d| d.fs.ok()).unwrap();
+    let (fs, _) = open(&imgs);
     let fd = fs.lookup("/.unmap.sf").unwrap();
     assert_eq!(fd.meta.size, size);
     let file = VmfsFile::new(Arc::clone(&fs), fd, "/.unmap.sf");
