@@ -12,5 +12,6 @@ pub mod block;
 pub mod container;
 pub mod datastore;
 pub mod extract;
+pub mod forge;
 pub mod le;
 pub mod vmfs;

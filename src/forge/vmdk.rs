@@ -1,0 +1,1 @@
+//! VMDK content: descriptors, vmfsSparse (COWD) and SEsparse deltas.
