@@ -43,6 +43,33 @@ impl BlockSource for SparseMem {
     fn unreadable(&self, _range: Range<u64>) -> Vec<Range<u64>> {
         Vec::new()
     }
+    fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        let end = range.end.min(self.len);
+        let v = self
+            .regions
+            .range(..end)
+            .map(|(&at, d)| at.max(range.start)..at.saturating_add(d.len() as u64).min(end))
+            .filter(|r| r.start < r.end)
+            .collect();
+        super::merge_ranges(v)
+    }
+}
+
+impl SparseMem {
+    /// `len` zero bytes, nothing stored yet.
+    pub fn zeros(name: impl Into<String>, len: u64) -> Self {
+        Self { name: name.into(), len, regions: BTreeMap::new() }
+    }
+
+    /// All of `data`, as one region.
+    pub fn from_bytes(name: impl Into<String>, data: Vec<u8>) -> Self {
+        let len = data.len() as u64;
+        let mut regions = BTreeMap::new();
+        if !data.is_empty() {
+            regions.insert(0, data);
+        }
+        Self { name: name.into(), len, regions }
+    }
 }
 
 #[cfg(test)]

@@ -324,7 +324,7 @@ fn coarse_probe(s: &dyn BlockSource, limit: u64, found: &mut Found) -> u64 {
 pub(crate) mod tests {
     use super::*;
     use crate::container::lvm::forge::{DevSpec, PE, SparseSource};
-    use crate::container::partition::{GPT_TYPE_VMFS, MBR_TYPE_VMFS, forge_gpt};
+    use crate::container::partition::{GPT_TYPE_VMFS, Guid, MBR_TYPE_VMFS, gpt_regions};
     use crate::le::put_u32;
     use std::sync::Arc;
 
@@ -362,7 +362,7 @@ pub(crate) mod tests {
     fn gpt_partition() {
         let spec = DevSpec::simple(5);
         let len = (1 << 20) + DEV_LEN + (1 << 20);
-        let table = forge_gpt(len, 512, &[(GPT_TYPE_VMFS, 2048, 2048 + DEV_LEN / 512 - 1)]);
+        let table = gpt_regions(len, 512, Guid([7; 16]), &[(GPT_TYPE_VMFS, 2048, 2048 + DEV_LEN / 512 - 1)]);
         let src = disk("disk.img", len, &[(1 << 20, &spec)], table);
         let p = probe(&src, &ProbeOptions::default());
         assert_eq!(

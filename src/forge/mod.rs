@@ -11,3 +11,7 @@ pub mod guest;
 pub mod vmdk;
 
 pub use error::ForgeError;
+pub mod disk;
+pub mod lvm;
+pub mod vmfs;
+pub mod volume;

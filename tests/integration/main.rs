@@ -4,6 +4,7 @@ mod block;
 mod container;
 mod damage;
 mod device;
+mod forge;
 mod forged_double_indirect;
 mod forged_lfb;
 mod util;

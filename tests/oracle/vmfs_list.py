@@ -16,8 +16,10 @@ Usage:
     vmfs_list.py IMAGE... [--hash] --manifest MANIFEST.json --manifest-image REL
                                                  check the oracle against the corpus manifest
 
+
 IMAGE... are the LVM devices (partitions) of one volume, in any order, or one raw
-logical-volume image (FS descriptor at +0x200000, no LVM header).
+logical-volume image (FS descriptor at +0x200000, no LVM header). An IMAGE may be
+PATH@OFFSET: the partition at byte OFFSET of a whole-disk image (what the forge writes).
 
 Each listed object is {"path", "type", "size", "mode", "mtime", "sha256"}:
   path    absolute, "/"-separated; the root itself is not listed
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import sys
@@ -67,11 +70,52 @@ def fail(msg: str) -> NoReturn:
     sys.exit(2)
 
 
+class OffsetFile(io.RawIOBase):
+    """A read-only view of `fh` from byte `base` on: a partition inside a whole-disk image."""
+
+    def __init__(self, fh: BinaryIO, base: int) -> None:
+        self.fh, self.base, self.pos = fh, base, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, off: int, whence: int = 0) -> int:
+        if whence == 0:
+            self.pos = off
+        elif whence == 1:
+            self.pos += off
+        else:
+            self.pos = self.fh.seek(0, 2) - self.base + off
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, b) -> int:  # noqa: ANN001 (buffer protocol)
+        self.fh.seek(self.base + self.pos)
+        n = self.fh.readinto(b)
+        self.pos += n or 0
+        return n or 0
+
+
+def open_image(spec: str) -> BinaryIO:
+    """`PATH` or `PATH@OFFSET` (the partition's byte offset in a whole-disk image)."""
+    path, _, off = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    fh = open(path, "rb")  # noqa: SIM115 (open for the run)
+    if not off:
+        return fh
+    return io.BufferedReader(OffsetFile(fh, int(off, 0)), buffer_size=1 << 20)
+
+
 def open_volume(images: list[str]) -> VMFS:
-    """Open the VMFS on the LVM made of `images`, or on one raw logical-volume image."""
+    """Open the VMFS on the LVM made of `images`, or on one raw logical-volume image. An
+    image may be `PATH@OFFSET` for a partition inside a whole-disk image."""
     try:
-        fhs: list[BinaryIO] = [open(p, "rb") for p in images]  # noqa: SIM115 (open for the run)
-    except OSError as e:
+        fhs: list[BinaryIO] = [open_image(p) for p in images]
+    except (OSError, ValueError) as e:
         fail(str(e))
     try:
         lvm = LVM(fhs)

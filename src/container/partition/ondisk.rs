@@ -292,17 +292,19 @@ pub fn parse_gpt_entries(array: &[u8], entry_size: u32) -> Vec<GptEntry> {
 }
 
 /// The sectors of a GPT disk of `disk_len` bytes (protective MBR, both headers and entry
-/// arrays) as `(offset, bytes)` regions, for tests. `parts` are `(type, first LBA, last LBA)`.
-#[cfg(test)]
+/// arrays) as `(offset, bytes)` regions, for tests and the forge. `parts` are `(type, first
+/// LBA, last LBA)`; every partition is named "vmfs" and gets a unique GUID derived from
+/// `disk_guid`.
 #[allow(clippy::arithmetic_side_effects, clippy::as_conversions, clippy::indexing_slicing)]
-pub(crate) fn forge_gpt(disk_len: u64, ss: usize, parts: &[(Guid, u64, u64)]) -> Vec<(u64, Vec<u8>)> {
+pub fn gpt_regions(disk_len: u64, ss: usize, disk_guid: Guid, parts: &[(Guid, u64, u64)]) -> Vec<(u64, Vec<u8>)> {
     use crate::le::{put_u32, put_u64};
     let sectors = disk_len / ss as u64;
     let mut arr = vec![0u8; 128 * 128];
     for (i, (g, first, last)) in parts.iter().enumerate() {
         let e = &mut arr[i * 128..(i + 1) * 128];
         e[..16].copy_from_slice(&g.0);
-        e[16] = i as u8 + 1;
+        e[16..32].copy_from_slice(&disk_guid.0);
+        e[16] ^= i as u8 + 1;
         put_u64(e, 0x20, *first);
         put_u64(e, 0x28, *last);
         for (k, c) in "vmfs".encode_utf16().enumerate() {
@@ -319,7 +321,7 @@ pub(crate) fn forge_gpt(disk_len: u64, ss: usize, parts: &[(Guid, u64, u64)]) ->
         alternate_lba: sectors - 1,
         first_usable_lba: 2 + arr_sectors,
         last_usable_lba: sectors - 2 - arr_sectors,
-        disk_guid: Guid([7; 16]),
+        disk_guid,
         entries_lba: 2,
         num_entries: 128,
         entry_size: 128,
@@ -360,7 +362,9 @@ pub(crate) mod tests {
     pub(crate) fn gpt_disk(ss: usize) -> Vec<u8> {
         let mut d = vec![0u8; 64 << 20];
         let lba = |b: u64| b / ss as u64;
-        for (off, b) in forge_gpt(d.len() as u64, ss, &[(GPT_TYPE_VMFS, lba(1 << 20), lba(33 << 20) - 1)]) {
+        for (off, b) in
+            gpt_regions(d.len() as u64, ss, Guid([7; 16]), &[(GPT_TYPE_VMFS, lba(1 << 20), lba(33 << 20) - 1)])
+        {
             d[off as usize..off as usize + b.len()].copy_from_slice(&b);
         }
         d
