@@ -5,6 +5,7 @@ mod container;
 mod damage;
 mod device;
 mod forge;
+mod forge_layout;
 mod forged_double_indirect;
 mod forged_lfb;
 mod util;

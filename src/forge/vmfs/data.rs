@@ -395,6 +395,7 @@ impl Writer {
                     n.fd.num_pbs = 1;
                     n.fd.last_sfbc = (blocks.iter().max().copied().unwrap_or(0) / 512 + 1) as u32;
                     n.fd.affinity_bitmap = 2;
+                    n.fd.meta_7c = 1;
                 }
                 n.fd.store = store;
             }
@@ -437,6 +438,11 @@ impl Writer {
                     }
                     h[m + 0x80..m + 0x88].copy_from_slice(&bits.to_le_bytes());
                     crate::le::put_u16(&mut h[m..], 0x22, 0);
+                    // Bits-per-resource mask, and one 8-byte record per LFB (0xff as formatted).
+                    h[m + 0x2A] = 7;
+                    for i in 0..total as usize {
+                        h[m + 0xE0 + 8 * i] = 0xFF;
+                    }
                     self.sys_write(sys_addr(1), off, &h)?;
                 }
                 // SFB clusters: their headers are the LFB resources.
@@ -455,6 +461,21 @@ impl Writer {
             self.sys_write(sys_addr(8), 0, &res_header(&self.p, &j, None))?;
             let none = Bitmap::new(j.n);
             self.write_clusters(sys_addr(8), &j, &none, 0)?;
+            // .unmap.sf: 1024 resources of 4 KiB, no clusters.
+            let u = ResSpec { kind: ResKind::Jb, r: 0, c: 0, rs: 0x1000, n: 1024, cgo: 0x10000, hdr: 0 };
+            let mut h = res_header(&self.p, &u, None);
+            crate::le::put_u32(&mut h, 0x28, 0);
+            crate::le::put_u16(&mut h, 0x2C, 0);
+            self.sys_write(sys_addr(9), 0, &h)?;
+        }
+        if self.p.v6() {
+            // The PB2 that maps .sbc.sf was taken at run time: its cluster records the host.
+            let off = self.p.pb2.cluster_header(0) + self.p.geo.md;
+            let mut rec = [0u8; 14];
+            rec[0] = 1;
+            rec[4..10].copy_from_slice(&self.p.host_uuid.0[10..16]);
+            rec[10..14].copy_from_slice(&self.p.desc.creation_time.to_le_bytes());
+            self.sys_write(sys_addr(6), off + 0x58, &rec)?;
         }
         Ok(())
     }

@@ -76,7 +76,7 @@ fn block_header(b: &mut [u8], kind: u16, total: usize, used: &[bool]) {
 /// the dirent blocks, then link-group blocks for hash indices shared by several names.
 pub fn encode6(md: usize, this: &Entry, parent: &Entry, entries: &[Entry], in_root: bool) -> Vec<u8> {
     let pb = per_block(md);
-    let dirent_blocks = entries.len().div_ceil(pb).max(1);
+    let dirent_blocks = entries.len().div_ceil(pb);
     // Hash index → entries that land there.
     let mut by_index: std::collections::BTreeMap<u64, Vec<(usize, u16)>> = Default::default();
     for (i, e) in entries.iter().enumerate() {

@@ -50,6 +50,8 @@ pub struct FdImage {
     pub parent: u32,
     pub last_sfbc: u32,
     pub affinity_bitmap: u32,
+    /// Unnamed field at meta + 0x7c (1 on the PB2-mapped VMFS6 .sbc.sf).
+    pub meta_7c: u32,
     pub lock_token: u64,
     pub store: Store,
 }
@@ -85,6 +87,7 @@ impl FdImage {
         put_u32(m, 0x6C, 20);
         put_u32(m, 0x70, self.parent);
         put_u32(m, 0x74, self.last_sfbc);
+        put_u32(m, 0x7C, self.meta_7c);
         put_u32(m, 0x80, self.affinity_bitmap);
         m[0x89] = if self.block_size.is_power_of_two() { self.block_size.trailing_zeros() as u8 } else { 0 };
         match &self.store {
@@ -130,6 +133,7 @@ fn res_flags(k: ResKind, child: bool) -> u32 {
     match (k, child) {
         (ResKind::Lfb, _) => 0x35,
         (ResKind::Fb, true) => 0x2A,
+        (ResKind::Jb, _) => 0,
         _ => 0x4,
     }
 }

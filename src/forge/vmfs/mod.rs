@@ -212,6 +212,7 @@ impl Writer {
                 parent: 0,
                 last_sfbc: 0,
                 affinity_bitmap: 0,
+                meta_7c: 0,
                 lock_token: 1,
                 store: Store::Pointers(Vec::new()),
             };
@@ -237,6 +238,7 @@ impl Writer {
             parent: 0,
             last_sfbc: 0,
             affinity_bitmap: 0,
+            meta_7c: 0,
             lock_token: 1,
             store: Store::Pointers(Vec::new()),
         };
@@ -323,6 +325,7 @@ impl Writer {
             parent: if self.p.v6() { parent } else { 0 },
             last_sfbc: 0,
             affinity_bitmap: 0,
+            meta_7c: 0,
             lock_token: 1,
             store: Store::Resident(Vec::new()),
         }
@@ -453,7 +456,7 @@ impl Writer {
         self.write_fds()?;
         let mut desc = self.p.desc.encode();
         if self.p.v6() {
-            desc.resize(0x170, 0);
+            desc.resize(0x200, 0);
             crate::le::put_u16(&mut desc, 0x112, 1);
             crate::le::put_u16(&mut desc, 0x13E, 16);
             crate::le::put_u16(&mut desc, 0x140, 44);
@@ -462,10 +465,16 @@ impl Writer {
             crate::le::put_u32(&mut desc, 0x14C, 16000);
             crate::le::put_u32(&mut desc, 0x150, 4000);
             crate::le::put_u32(&mut desc, 0xDD, 0x40);
+            // Unnamed fields ESXi 8 writes on every VMFS6 it formats (meaning unknown).
+            crate::le::put_u32(&mut desc, 0x180, 0x7320);
+            crate::le::put_u32(&mut desc, 0x184, 0x0400_0000);
+            crate::le::put_u32(&mut desc, 0x188, 0x8002_4000);
         } else {
             crate::le::put_u32(&mut desc, 0xDD, 8);
         }
         crate::le::put_u64(&mut desc, 0xFD, 1);
+        // volInfo: LV UUID, then its snapshot ID.
+        crate::le::put_u32(&mut desc, 0xC1, 1);
         desc[0xED..0xFD].copy_from_slice(&self.p.host_uuid.0);
         self.t.write(crate::vmfs::ondisk::FS_DESCRIPTOR_OFFSET, &desc)?;
         self.t.write(0x30_0000, &encode::heartbeats(&self.p))?;
