@@ -138,6 +138,7 @@ fn compare(real_rel: &str, version: u32) {
         &[
             (0x0C, 0x24, "lock holder state"),
             (0x22, 0x24, "free count"),
+            (0x5C, 0x66, "MAC and time of the host that allocated"),
             (0x7C, 0x80, "next free"),
             (0x80, 0x800, "bitmap"),
         ]
@@ -158,6 +159,32 @@ fn compare(real_rel: &str, version: u32) {
             &mut d,
         );
         diff_bytes(&format!("{name} cluster 0 meta"), &a[md..], &b[md..], state, &mut d);
+    }
+
+    // VMFS6: the first SFB cluster (all system files) with its 2-bit map and affinity table.
+    if version == 6 {
+        let (a, b) = (read_file(&rfs, "/.fbb.sf", 0x20000, hdr), read_file(&ffs, "/.fbb.sf", 0x20000, hdr));
+        diff_bytes("SFB cluster 0 lock", &a[..0x24], &b[..0x24], &[(0x0C, 0x24, "lock holder state")], &mut d);
+        diff_bytes("SFB cluster 0 meta", &a[md..], &b[md..], &[], &mut d);
+    }
+
+    // The root directory's bytes for ".", ".." and the system files (user entries differ).
+    if version == 6 {
+        let (a, b) = (read_file(&rfs, "/", 0, 0x5F8), read_file(&ffs, "/", 0, 0x5F8));
+        diff_bytes("root FS6_DirHeader", &a, &b, &[(0x04, 0x0C, "entry counts")], &mut d);
+        let slots = (0x5F8 + 15974 * 4) as u64;
+        let (a, b) = (read_file(&rfs, "/", slots, 9 * 4), read_file(&ffs, "/", slots, 9 * 4));
+        diff_bytes("root hash slots of the system files", &a, &b, &[], &mut d);
+        let (a, b) = (read_file(&rfs, "/", 0x11040, 9 * 0x120), read_file(&ffs, "/", 0x11040, 9 * 0x120));
+        diff_bytes("root dirents of the system files", &a, &b, &[], &mut d);
+        // The map's header, and its own nibble (block 0); block 1 fills up with user files.
+        let (mut a, mut b) = (read_file(&rfs, "/", 0x10000, 0x41), read_file(&ffs, "/", 0x10000, 0x41));
+        a[0x40] &= 0xF0;
+        b[0x40] &= 0xF0;
+        diff_bytes("root allocation map", &a, &b, &[], &mut d);
+    } else {
+        let (a, b) = (read_file(&rfs, "/", 0, 9 * 140), read_file(&ffs, "/", 0, 9 * 140));
+        diff_bytes("root FS3_DirEntry . .. and system files", &a, &b, &[], &mut d);
     }
 
     // The root directory lists the system files with the same FD addresses and types.

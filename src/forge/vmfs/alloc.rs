@@ -43,6 +43,23 @@ impl Bitmap {
         Some(found)
     }
 
+    /// Where the next [`Bitmap::alloc`] starts looking.
+    pub fn hint(&self) -> u64 {
+        self.hint
+    }
+
+    /// Make the next [`Bitmap::alloc`] start at `i`.
+    pub fn set_hint(&mut self, i: u64) {
+        self.hint = i;
+    }
+
+    /// Allocate the first free resource in `range`.
+    pub fn alloc_in(&mut self, range: std::ops::Range<u64>) -> Option<u64> {
+        let i = self.first_free(range.start..range.end.min(self.len))?;
+        self.set(i, true);
+        Some(i)
+    }
+
     /// Allocate `n` consecutive free resources whose first index is a multiple of `align`.
     pub fn alloc_run(&mut self, n: u64, align: u64) -> Option<u64> {
         let align = align.max(1);

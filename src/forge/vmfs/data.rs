@@ -3,12 +3,13 @@
 //! the directories' storage and the resource files, written at `finish`.
 
 use super::alloc::Bitmap;
-use super::encode::{FdImage, Store, cluster_header, res_header};
+use super::encode::{Affinity, FdImage, Store, cluster_header, res_header, sfb_cluster_header};
 use super::params::{ResKind, ResSpec};
 use super::{Placed, Provisioning, ROOT, Writer, dir, sys_addr};
 use crate::block::BlockSource;
 use crate::forge::ForgeError;
 use crate::vmfs::address::{make_fb, make_lfb, make_res32, make_res64, make_sfb};
+use std::collections::BTreeMap;
 
 /// ZLA values.
 const ZLA_FB: u32 = 1;
@@ -20,6 +21,16 @@ const ZLA_RESIDENT: u32 = 0x10D1;
 
 /// Read size for copying content.
 const CHUNK: u64 = 1 << 20;
+
+/// What is being placed: the addressing ESXi picks differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    File,
+    /// Never resident; VMFS6 keeps directories up to 16 SBs (1 MiB) in sub-blocks.
+    Dir,
+    /// VMFS5: a sub-block; VMFS6: resident.
+    Symlink,
+}
 
 impl Writer {
     fn full(&self, what: &str) -> ForgeError {
@@ -70,16 +81,16 @@ impl Writer {
         src: &dyn BlockSource,
         prov: Provisioning,
     ) -> Result<Placed, ForgeError> {
-        self.place_as(fd, src, prov, true)
+        self.place_as(fd, src, prov, Kind::File)
     }
 
-    /// As [`Writer::place`]; directories pass `resident: false` (they always get a block).
-    fn place_as(
+    /// As [`Writer::place`], for `kind`.
+    pub(super) fn place_as(
         &mut self,
         fd: &mut FdImage,
         src: &dyn BlockSource,
         prov: Provisioning,
-        resident: bool,
+        kind: Kind,
     ) -> Result<Placed, ForgeError> {
         let size = src.len();
         let g = self.p.geo.clone();
@@ -94,30 +105,44 @@ impl Writer {
             pointer_blocks: Vec::new(),
         };
         let mut units: Vec<(ResKind, u64)> = Vec::new();
+        let resident = match kind {
+            Kind::File => true,
+            Kind::Dir => false,
+            Kind::Symlink => v6,
+        };
         if resident && size <= g.data_size as u64 && prov == Provisioning::Thin {
             let mut b = vec![0u8; size as usize];
             src.read_at(0, &mut b)?;
             fd.zla = ZLA_RESIDENT;
-            fd.block_size = g.fbs;
+            fd.block_size = g.sbs;
             fd.store = Store::Resident(b);
             placed.zla = ZLA_RESIDENT;
             placed.block_size = g.fbs;
             self.units.insert(fd.addr, units);
             return Ok(placed);
         }
-        if !v6 && size <= g.sbs && prov == Provisioning::Thin {
-            let i = self.sbs.alloc().ok_or_else(|| self.full("sub-block"))?;
-            let off = self.res_offset(ResKind::Sb, i)?;
-            self.copy(src, 0..size, off)?;
+        let max_sbs = if v6 && kind == Kind::Dir { 16 } else { 1 };
+        if size <= max_sbs * g.sbs && prov == Provisioning::Thin {
+            let n = size.div_ceil(g.sbs).max(1);
+            let mut ptrs = Vec::new();
+            for k in 0..n {
+                let i = self.sbs.alloc().ok_or_else(|| self.full("sub-block"))?;
+                let off = self.res_offset(ResKind::Sb, i)?;
+                let (lo, hi) = (k * g.sbs, ((k + 1) * g.sbs).min(size));
+                // The whole sub-block, zero-padded: it may hold an older file's bytes.
+                self.t.write(off, &vec![0u8; g.sbs as usize])?;
+                self.copy(src, lo..hi, off)?;
+                ptrs.push(self.sb_addr(i));
+                units.push((ResKind::Sb, i));
+                placed.extents.push((lo, off, g.sbs));
+            }
             fd.zla = ZLA_SB;
             fd.block_size = g.sbs;
-            fd.num_blocks = 1;
-            fd.new_since_epoch = 1;
-            fd.store = Store::Pointers(vec![self.sb_addr(i)]);
-            units.push((ResKind::Sb, i));
+            fd.num_blocks = n;
+            fd.new_since_epoch = n as u32;
+            fd.store = Store::Pointers(ptrs);
             placed.zla = ZLA_SB;
             placed.block_size = g.sbs;
-            placed.extents.push((0, off, g.sbs));
             self.units.insert(fd.addr, units);
             return Ok(placed);
         }
@@ -237,6 +262,15 @@ impl Writer {
         fd.num_pbs = placed.pointer_blocks.len() as u32;
         if v6 {
             fd.flags = if num_blocks > 0 { 0x9 } else { 0x1 };
+            // The SFB clusters the file uses, tracked in its FD.
+            let clusters: std::collections::BTreeSet<u64> =
+                units.iter().filter(|(k, _)| *k == ResKind::Fb).map(|(_, b)| b / self.p.fbb.r).collect();
+            if let Some(&last) = clusters.last() {
+                fd.meta_7c = 1;
+                fd.affinity_bitmap = clusters.len() as u32;
+                fd.last_sfbc = last as u32;
+                fd.sfb_mask = clusters.iter().filter(|&&c| c < 64).fold(0, |m, c| m | 1 << c);
+            }
         }
         fd.store = Store::Pointers(top);
         placed.zla = zla;
@@ -341,7 +375,7 @@ impl Writer {
                 }
             }
             // Directories always get blocks: a sub-block on VMFS5, a file block on VMFS6.
-            self.place_as(&mut fd, &src, Provisioning::Thin, false)?;
+            self.place_as(&mut fd, &src, Provisioning::Thin, Kind::Dir)?;
             fd.flags = 0;
         }
         if let Some(n) = self.nodes.get_mut(&addr) {
@@ -393,8 +427,12 @@ impl Writer {
                     n.fd.zla = ZLA_PB2;
                     n.fd.flags = 0x8;
                     n.fd.num_pbs = 1;
-                    n.fd.last_sfbc = (blocks.iter().max().copied().unwrap_or(0) / 512 + 1) as u32;
-                    n.fd.affinity_bitmap = 2;
+                    // It tracks the SFB clusters it grew into after format.
+                    let per = self.p.fbb.r;
+                    let cl: std::collections::BTreeSet<u64> = self.sbc_grown.iter().map(|b| b / per).collect();
+                    n.fd.last_sfbc = cl.last().copied().unwrap_or(0) as u32;
+                    n.fd.affinity_bitmap = cl.len() as u32;
+                    n.fd.sfb_mask = cl.iter().filter(|&&c| c < 64).fold(0, |m, c| m | 1 << c);
                     n.fd.meta_7c = 1;
                 }
                 n.fd.store = store;
@@ -445,6 +483,23 @@ impl Writer {
                     }
                     self.sys_write(sys_addr(1), off, &h)?;
                 }
+                // Which FDs hold blocks in each SFB cluster.
+                let mut affinity: BTreeMap<u64, BTreeMap<u32, Affinity>> = BTreeMap::new();
+                let mut note = |fd: u32, b: u64, thin: bool| {
+                    let e = affinity.entry(b / fbb.r).or_default().entry(fd).or_insert(Affinity {
+                        fd,
+                        blocks: 0,
+                        flag: u16::from(thin),
+                    });
+                    e.blocks += 1;
+                };
+                for (fd, s) in &self.sys {
+                    s.blocks.iter().for_each(|&b| note(*fd, b, false));
+                }
+                for (fd, us) in &self.units {
+                    let thin = self.thin.contains(fd);
+                    us.iter().filter(|(k, _)| *k == ResKind::Fb).for_each(|&(_, b)| note(*fd, b, thin));
+                }
                 // SFB clusters: their headers are the LFB resources.
                 for cl in 0..fbb.clusters() {
                     if self.lfbs.get(cl) {
@@ -452,7 +507,8 @@ impl Writer {
                     }
                     let off = lfb.resource(cl / lfb.r, cl % lfb.r);
                     let vol = self.sys_offset(sys_addr(1), off)?;
-                    let h = cluster_header(&self.p, &fbb, cl, vol, &|i| self.blocks.get(cl * fbb.r + i));
+                    let aff = affinity.get(&cl).map(|m| m.values().copied().collect::<Vec<_>>()).unwrap_or_default();
+                    let h = sfb_cluster_header(&self.p, &fbb, cl, vol, &|i| self.blocks.get(cl * fbb.r + i), &aff);
                     self.sys_write(sys_addr(1), off, &h)?;
                 }
             }
@@ -467,6 +523,12 @@ impl Writer {
             crate::le::put_u32(&mut h, 0x28, 0);
             crate::le::put_u16(&mut h, 0x2C, 0);
             self.sys_write(sys_addr(9), 0, &h)?;
+            let mut rec = vec![0u8; 0x1000];
+            for i in 0..u.n {
+                let off = u.cgo + i * u.rs;
+                super::encode::lock(&mut rec, super::encode::LOCK_TYPE_UNMAP, self.sys_offset(sys_addr(9), off)?, 1);
+                self.sys_write(sys_addr(9), off, &rec)?;
+            }
         }
         if self.p.v6() {
             // The PB2 that maps .sbc.sf was taken at run time: its cluster records the host.

@@ -2,7 +2,7 @@
 //! (header block with the hash table, allocation map, dirent and link-group blocks).
 
 use crate::le::{put_u16, put_u32, put_u64};
-use crate::vmfs::dirhash::hash_slot;
+use crate::vmfs::dirhash::{hash_slot, name_hash};
 use crate::vmfs::ondisk::{
     DIR6_BLOCK_HEADER_SIZE, DIR6_ENTRY_SIZE, DIR6_HEADER_BLOCK_SIZE, DIR6_HEADER_SIZE, DIR6_VERSION,
 };
@@ -50,11 +50,13 @@ fn location(kind: u32, block: u64, slot: usize) -> u32 {
     kind | ((block as u32 & 0x3F_FFFF) << 2) | ((slot as u32) << 24)
 }
 
-fn entry6(b: &mut [u8], e: &Entry, name: &str, self_off: u64, link_hash: u16) {
+/// An `FS6_DirEntry`; `hash` is the name hash (0 for ".", ".." and the root's system files).
+fn entry6(b: &mut [u8], e: &Entry, name: &str, self_off: u64, hash: u64) {
     put_u32(b, 0, e.kind);
     put_u32(b, 4, e.fd);
     put_u32(b, 8, e.generation);
-    put_u16(b, 0x0E, link_hash);
+    put_u16(b, 0x0C, hash as u16);
+    put_u16(b, 0x0E, (hash >> 16) as u16);
     put_u64(b, 0x10, self_off);
     let n = name.len().min(255);
     b[0x18..0x18 + n].copy_from_slice(&name.as_bytes()[..n]);
@@ -94,17 +96,20 @@ pub fn encode6(md: usize, this: &Entry, parent: &Entry, entries: &[Entry], in_ro
     // Header.
     put_u32(&mut b, 0, DIR6_VERSION);
     put_u32(&mut b, 4, entries.len() as u32 + 2);
-    put_u32(&mut b, 8, nblocks as u32);
+    put_u32(&mut b, 8, entries.len() as u32 + 2);
     put_u32(&mut b, 0x0C, 1);
     put_u32(&mut b, 0x10, 0);
     entry6(&mut b[0x3B8..], this, ".", 0x3B8, 0);
     entry6(&mut b[0x4D8..], parent, "..", 0x4D8, 0);
 
-    // Allocation map (block 0): one nibble per block, high nibble first.
+    // Allocation map (block 0; its header holds only the type, as ESXi writes it): one nibble
+    // per block, high nibble first; 8 marks blocks never written.
     let map = block_off(0);
-    block_header(&mut b[map..], 3, 0, &[]);
-    for blk in 0..nblocks {
-        let t: u8 = if blk == 0 {
+    put_u16(&mut b, map + 2, 3);
+    for blk in 0..(md - DIR6_BLOCK_HEADER_SIZE) * 2 {
+        let t: u8 = if blk >= nblocks {
+            8
+        } else if blk == 0 {
             3
         } else if blk <= dirent_blocks {
             let used = entries.len().saturating_sub((blk - 1) * pb).min(pb);
@@ -127,8 +132,9 @@ pub fn encode6(md: usize, this: &Entry, parent: &Entry, entries: &[Entry], in_ro
         for s in 0..n {
             let i = first + s;
             let at = off + DIR6_BLOCK_HEADER_SIZE + s * DIR6_ENTRY_SIZE;
-            let (lh, _) = hash_slot(entries[i].name.as_bytes(), in_root);
-            entry6(&mut b[at..], &entries[i], &entries[i].name.clone(), at as u64, lh);
+            let system = in_root && entries[i].kind == 5;
+            let hash = if system { 0 } else { name_hash(entries[i].name.as_bytes()) };
+            entry6(&mut b[at..], &entries[i], &entries[i].name.clone(), at as u64, hash);
             loc_of[i] = location(1, (1 + blk) as u64, s);
         }
     }

@@ -50,8 +50,11 @@ pub struct FdImage {
     pub parent: u32,
     pub last_sfbc: u32,
     pub affinity_bitmap: u32,
-    /// Unnamed field at meta + 0x7c (1 on the PB2-mapped VMFS6 .sbc.sf).
+    /// Unnamed field at meta + 0x7c: 1 on VMFS6 files that track their SFB clusters.
     pub meta_7c: u32,
+    /// VMFS6: bitmask of the SFB clusters the file uses, kept at FD + 0x1200 (free space
+    /// before the pointer array) by ESXi.
+    pub sfb_mask: u64,
     pub lock_token: u64,
     pub store: Store,
 }
@@ -96,6 +99,9 @@ impl FdImage {
                 b[g.data_off..g.data_off + n].copy_from_slice(&d[..n]);
             }
             Store::Pointers(ptrs) => {
+                if p.v6() && self.sfb_mask != 0 {
+                    put_u64(&mut b, g.data_off, self.sfb_mask);
+                }
                 for (i, &v) in ptrs.iter().take(g.ptrs_count).enumerate() {
                     let o = g.ptrs_off + i * g.ptr_width;
                     if g.ptr_width == 8 {
@@ -119,6 +125,8 @@ impl FdImage {
             num_tbz: 0,
             num_pbs: 0,
             flags: if self.flags != 0 { 0xA } else { 0 },
+            sfb_mask: 0,
+            meta_7c: 0,
             store: match &self.store {
                 Store::Resident(_) => Store::Resident(Vec::new()),
                 Store::Pointers(_) => Store::Pointers(Vec::new()),
@@ -225,3 +233,61 @@ pub fn heartbeats(p: &Params) -> Vec<u8> {
     }
     b
 }
+
+/// One row of a VMFS6 SFB cluster's affinity table: which FD holds how many of its blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Affinity {
+    pub fd: u32,
+    pub blocks: u16,
+    /// 1 for blocks of thin (sparse) files, as observed.
+    pub flag: u16,
+}
+
+/// The header of VMFS6 SFB cluster `cl` (a resource of the LFB parent in .fbb.sf): a 2-bit
+/// map per SFB (01 free, 00 used) in two halves of 256, their next-free indices, and the
+/// affinity table.
+pub fn sfb_cluster_header(
+    p: &Params,
+    s: &ResSpec,
+    cl: u64,
+    self_off: u64,
+    used: &dyn Fn(u64) -> bool,
+    affinity: &[Affinity],
+) -> Vec<u8> {
+    let mut b = vec![0u8; s.hdr as usize];
+    lock(&mut b, cluster_lock_type(s.kind), self_off, 1);
+    let m = &mut b[p.geo.md as usize..];
+    let total = s.in_cluster(cl);
+    let used_n = (0..total).filter(|&i| used(i)).count() as u64;
+    put_u32(m, 0x10, RCMD_SIGNATURE);
+    put_u64(m, 0x18, cl);
+    put_u16(m, 0x20, total as u16);
+    put_u16(m, 0x22, (total - used_n) as u16);
+    let rows = affinity.len().min((m.len() - 0x948) / 8);
+    put_u16(m, 0x26, rows as u16 + 1);
+    m[0x2B] = 1;
+    put_u32(m, 0x30, 1);
+    for half in 0..2u64 {
+        let (map, next) = if half == 0 { (0x80usize, 0x7Cusize) } else { (0x180, 0x100) };
+        let lo = half * 256;
+        let hi = (lo + 256).min(total);
+        let first_free = (lo..hi).find(|&i| !used(i)).map_or(0, |i| i - lo);
+        put_u32(m, next, first_free as u32);
+        for i in lo..hi {
+            if !used(i) {
+                let k = (i - lo) as usize;
+                m[map + k / 4] |= 1 << (2 * (k % 4));
+            }
+        }
+    }
+    for (i, a) in affinity.iter().take(rows).enumerate() {
+        let o = 0x948 + 8 * i;
+        put_u32(m, o, a.fd);
+        put_u16(m, o + 4, a.blocks);
+        put_u16(m, o + 6, a.flag);
+    }
+    b
+}
+
+/// The lock records that fill VMFS6 .unmap.sf: one bare lock (type 0x10C00009) per 4 KiB.
+pub const LOCK_TYPE_UNMAP: u32 = 0x10C0_0009;

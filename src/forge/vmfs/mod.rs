@@ -96,7 +96,12 @@ pub struct Writer {
     sys: BTreeMap<u32, SysFile>,
     /// Resources each file uses: what a delete frees.
     units: BTreeMap<u32, Vec<(ResKind, u64)>>,
-    next_gen: u32,
+    /// Thin files (their SFBs are flagged in the cluster affinity tables).
+    thin: std::collections::BTreeSet<u32>,
+    /// VMFS6: the FD cluster each directory's children go to.
+    dir_cluster: BTreeMap<u32, u64>,
+    /// VMFS6: blocks .sbc.sf took after format (the clusters its FD tracks).
+    sbc_grown: Vec<u64>,
     time: u32,
 }
 
@@ -122,7 +127,9 @@ impl Writer {
             nodes: BTreeMap::new(),
             sys: BTreeMap::new(),
             units: BTreeMap::new(),
-            next_gen: 1,
+            thin: Default::default(),
+            dir_cluster: BTreeMap::new(),
+            sbc_grown: Vec::new(),
             time,
             p,
             t,
@@ -171,7 +178,14 @@ impl Writer {
             let jbc = self.p.jbc.as_ref().map_or(0, ResSpec::file_len);
             self.take_blocks(sys_addr(8), blocks_of(jbc))?;
             self.take_blocks(sys_addr(9), blocks_of(unmap_len))?;
+            // .sbc.sf grows into the next whole SFB cluster.
+            let per = self.p.fbb.r;
+            self.blocks.set_hint(self.blocks.hint().div_ceil(per) * per);
             self.take_blocks(sys_addr(4), sbc_blocks - sbc_first)?;
+            let s = &self.sys[&sys_addr(4)].blocks;
+            self.sbc_grown = s[sbc_first as usize..].to_vec();
+            // User data starts after the system files of cluster 1, as on ESXi.
+            self.blocks.set_hint(0);
         }
         // FDs 0..=7 (and 8, 9 on VMFS6) of cluster 0.
         let last = if v6 { 9 } else { 7 };
@@ -213,6 +227,7 @@ impl Writer {
                 last_sfbc: 0,
                 affinity_bitmap: 0,
                 meta_7c: 0,
+                sfb_mask: 0,
                 lock_token: 1,
                 store: Store::Pointers(Vec::new()),
             };
@@ -239,6 +254,7 @@ impl Writer {
             last_sfbc: 0,
             affinity_bitmap: 0,
             meta_7c: 0,
+            sfb_mask: 0,
             lock_token: 1,
             store: Store::Pointers(Vec::new()),
         };
@@ -293,10 +309,38 @@ impl Writer {
         self.sys_offset(sys_addr(file), spec.resource(idx / spec.r, idx % spec.r))
     }
 
-    /// A new FD address.
-    fn new_fd(&mut self) -> Result<u32, ForgeError> {
-        let i = self.fds.alloc().ok_or_else(|| ForgeError::Layout("no free file descriptor".into()))?;
+    /// A new FD address for a child of `parent`. ESXi 8 puts VMFS5 user FDs in FD cluster 4
+    /// onwards, and on VMFS6 gives each directory's children an FD cluster of their own.
+    fn new_fd(&mut self, parent: u32) -> Result<u32, ForgeError> {
         let r = self.p.fdc.r;
+        let n = self.p.fdc.n;
+        let i = if self.p.v6() {
+            let mut cl = self.dir_cluster.get(&parent).copied();
+            let mut found = None;
+            for _ in 0..2 {
+                if let Some(c) = cl
+                    && let Some(i) = self.fds.alloc_in(c * r..(c + 1) * r)
+                {
+                    found = Some(i);
+                    break;
+                }
+                // A cluster no directory has taken yet.
+                let taken: std::collections::BTreeSet<u64> = self.dir_cluster.values().copied().collect();
+                cl = (1..n / r).find(|c| !taken.contains(c) && self.fds.count(c * r..(c + 1) * r) == 0);
+                if let Some(c) = cl {
+                    self.dir_cluster.insert(parent, c);
+                }
+            }
+            match found {
+                Some(i) => i,
+                None => self.fds.alloc().ok_or_else(|| ForgeError::Layout("no free file descriptor".into()))?,
+            }
+        } else {
+            self.fds
+                .alloc_in(4 * r..n)
+                .or_else(|| self.fds.alloc())
+                .ok_or_else(|| ForgeError::Layout("no free file descriptor".into()))?
+        };
         Ok(crate::vmfs::address::make_fd((i / r) as u32, (i % r) as u32))
     }
 
@@ -305,10 +349,12 @@ impl Writer {
     }
 
     fn base_fd(&mut self, addr: u32, kind: u32, mode: u32, parent: u32) -> FdImage {
-        self.next_gen += 1;
+        // A fresh FD slot's generation is its resource number + 1.
+        let generation = ((addr >> 22) & 0x3FF) + 1;
+        let v6 = self.p.v6();
         FdImage {
             addr,
-            generation: self.next_gen,
+            generation,
             links: 1,
             kind,
             flags: 0,
@@ -321,11 +367,12 @@ impl Writer {
             num_tbz: 0,
             new_since_epoch: 0,
             num_pbs: 0,
-            affinity: parent,
-            parent: if self.p.v6() { parent } else { 0 },
+            affinity: if v6 && parent != ROOT { parent } else { addr },
+            parent: if v6 { parent } else { 0 },
             last_sfbc: 0,
             affinity_bitmap: 0,
             meta_7c: 0,
+            sfb_mask: 0,
             lock_token: 1,
             store: Store::Resident(Vec::new()),
         }
@@ -348,7 +395,7 @@ impl Writer {
 
     /// Create directory `name` in `parent`; returns its FD address.
     pub fn mkdir(&mut self, parent: u32, name: &str) -> Result<u32, ForgeError> {
-        let addr = self.new_fd()?;
+        let addr = self.new_fd(parent)?;
         let mut fd = self.base_fd(addr, T_DIR, 0o755, parent);
         fd.links = 2;
         self.link(parent, name, &fd)?;
@@ -361,11 +408,12 @@ impl Writer {
 
     /// Create a symbolic link.
     pub fn symlink(&mut self, parent: u32, name: &str, target: &str) -> Result<u32, ForgeError> {
-        let addr = self.new_fd()?;
+        let addr = self.new_fd(parent)?;
         let mut fd = self.base_fd(addr, T_SYMLINK, 0o777, parent);
-        fd.size = target.len() as u64;
-        fd.store = Store::Resident(target.as_bytes().to_vec());
         self.link(parent, name, &fd)?;
+        // VMFS5 keeps link targets in a sub-block, VMFS6 in the FD.
+        let src = crate::block::SparseMem::from_bytes("symlink", target.as_bytes().to_vec());
+        self.place_as(&mut fd, &src, Provisioning::Thin, data::Kind::Symlink)?;
         self.nodes.insert(addr, Node { fd, dir: None, freed: false });
         Ok(addr)
     }
@@ -380,9 +428,12 @@ impl Writer {
         prov: Provisioning,
         mode: u32,
     ) -> Result<Placed, ForgeError> {
-        let addr = self.new_fd()?;
+        let addr = self.new_fd(parent)?;
         let mut fd = self.base_fd(addr, T_FILE, mode, parent);
         self.link(parent, name, &fd)?;
+        if prov == Provisioning::Thin {
+            self.thin.insert(addr);
+        }
         let placed = self.place(&mut fd, src, prov)?;
         self.nodes.insert(addr, Node { fd, dir: None, freed: false });
         Ok(Placed { fd: addr, fd_offset: self.fd_offset(addr)?, ..placed })
@@ -465,10 +516,10 @@ impl Writer {
             crate::le::put_u32(&mut desc, 0x14C, 16000);
             crate::le::put_u32(&mut desc, 0x150, 4000);
             crate::le::put_u32(&mut desc, 0xDD, 0x40);
-            // Unnamed fields ESXi 8 writes on every VMFS6 it formats (meaning unknown).
-            crate::le::put_u32(&mut desc, 0x180, 0x7320);
-            crate::le::put_u32(&mut desc, 0x184, 0x0400_0000);
-            crate::le::put_u32(&mut desc, 0x188, 0x8002_4000);
+            // Past the documented fields: the .unmap.sf FD (volume offset, address), then 0x80.
+            crate::le::put_u64(&mut desc, 0x17F, self.p.system_fd_offset(9));
+            crate::le::put_u32(&mut desc, 0x187, sys_addr(9));
+            crate::le::put_u32(&mut desc, 0x18B, 0x80);
         } else {
             crate::le::put_u32(&mut desc, 0xDD, 8);
         }
