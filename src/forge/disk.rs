@@ -152,6 +152,8 @@ pub struct Run {
 pub struct Target {
     pub disks: Vec<Disk>,
     pub runs: Vec<Run>,
+    /// Volume ranges written (and punched), in order: what a re-format destroyed.
+    pub log: std::sync::Mutex<Vec<std::ops::Range<u64>>>,
 }
 
 impl Target {
@@ -171,8 +173,29 @@ impl Target {
         Some((r.disk, r.disk_off + (off - r.vol_off), r.vol_off + r.len - off))
     }
 
+    /// A target over `disks` mapped by `runs`.
+    pub fn new(disks: Vec<Disk>, runs: Vec<Run>) -> Self {
+        Self { disks, runs, log: Default::default() }
+    }
+
+    fn note(&self, off: u64, len: u64) {
+        if let Ok(mut l) = self.log.lock() {
+            match l.last_mut() {
+                Some(r) if r.end == off => r.end = off + len,
+                _ => l.push(off..off + len),
+            }
+        }
+    }
+
+    /// Every volume range written so far, merged.
+    pub fn written(&self) -> Vec<std::ops::Range<u64>> {
+        let v = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+        crate::block::merge_ranges(v)
+    }
+
     /// Write `b` at volume offset `off`, across runs.
     pub fn write(&self, off: u64, b: &[u8]) -> Result<(), ForgeError> {
+        self.note(off, b.len() as u64);
         let mut done = 0usize;
         while done < b.len() {
             let pos = off + done as u64;
@@ -203,6 +226,7 @@ impl Target {
 
     /// Zero volume range `off..off+len` (holes punched on every disk it crosses).
     pub fn punch(&self, off: u64, len: u64) -> Result<(), ForgeError> {
+        self.note(off, len);
         let mut pos = off;
         while pos < off + len {
             let (disk, doff, left) = self

@@ -13,5 +13,7 @@ pub mod vmdk;
 pub use error::ForgeError;
 pub mod disk;
 pub mod lvm;
+pub mod sparse_file;
+pub mod truth;
 pub mod vmfs;
 pub mod volume;

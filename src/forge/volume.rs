@@ -52,7 +52,7 @@ pub fn create(spec: &VolumeSpec) -> Result<Writer, ForgeError> {
     let target = plan_lvm(spec.version, &disks, &id, spec.seed, spec.time)?;
     let vol_size = target.iter().map(|r| r.len).sum();
     let p = Params::new(spec.version, vol_size, &id).map_err(ForgeError::Layout)?;
-    Writer::format(p, Target { disks, runs: target }, spec.time)
+    Writer::format(p, Target::new(disks, target), spec.time)
 }
 
 /// Write the LVM metadata on every disk; returns the volume's runs.
@@ -79,4 +79,26 @@ pub fn plan_lvm(version: u32, disks: &[Disk], id: &Identity, seed: u64, time: u3
         start += len;
     }
     Ok(runs)
+}
+
+/// Format a new VMFS over the disks of an earlier one, as "Create datastore" does on ESXi:
+/// the partition table and LVM are written again, the new file system's metadata goes over
+/// whatever was there, and nothing else is erased.
+pub fn reformat(spec: &VolumeSpec, part_offsets: &[u64]) -> Result<Writer, ForgeError> {
+    let id = Identity {
+        label: spec.label.clone(),
+        fs_uuid: uuid(spec.time, spec.seed, 1),
+        lv_uuid: uuid(spec.time, spec.seed, 2),
+        host_uuid: uuid(spec.time, spec.seed, 3),
+        time: spec.time,
+    };
+    let mut disks = Vec::new();
+    for ((path, _), &off) in spec.disks.iter().zip(part_offsets) {
+        let d = Disk::open(path, off)?;
+        disks.push(d);
+    }
+    let runs = plan_lvm(spec.version, &disks, &id, spec.seed, spec.time)?;
+    let vol_size = runs.iter().map(|r| r.len).sum();
+    let p = Params::new(spec.version, vol_size, &id).map_err(ForgeError::Layout)?;
+    Writer::format(p, Target::new(disks, runs), spec.time)
 }

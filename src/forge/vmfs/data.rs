@@ -96,6 +96,14 @@ impl Writer {
         let g = self.p.geo.clone();
         let v6 = self.p.v6();
         fd.size = size;
+        fd.num_blocks = 0;
+        fd.num_tbz = 0;
+        fd.num_pbs = 0;
+        fd.new_since_epoch = 0;
+        fd.meta_7c = 0;
+        fd.sfb_mask = 0;
+        fd.last_sfbc = 0;
+        fd.affinity_bitmap = 0;
         let mut placed = Placed {
             fd: fd.addr,
             fd_offset: 0,

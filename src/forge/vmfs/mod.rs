@@ -490,6 +490,34 @@ impl Writer {
         Ok(())
     }
 
+    /// Replace the content of small file `name` in `parent` (a descriptor or .vmx being edited
+    /// in place): its FD keeps its address; the new bytes take its resident area or
+    /// sub-block.
+    pub fn rewrite_small(&mut self, parent: u32, name: &str, bytes: &[u8]) -> Result<(), ForgeError> {
+        let addr = self
+            .nodes
+            .get(&parent)
+            .and_then(|n| n.dir.as_ref())
+            .and_then(|(_, es)| es.iter().find(|e| e.name == name))
+            .map(|e| e.fd)
+            .ok_or_else(|| ForgeError::Layout(format!("{name} not found")))?;
+        let mut fd = self.nodes[&addr].fd.clone();
+        for (k, i) in self.units.remove(&addr).unwrap_or_default() {
+            match k {
+                ResKind::Fb => self.blocks.set(i, false),
+                ResKind::Sb => self.sbs.set(i, false),
+                ResKind::Pb => self.pbs.set(i, false),
+                _ => {}
+            }
+        }
+        let src = crate::block::SparseMem::from_bytes(name, bytes.to_vec());
+        self.place(&mut fd, &src, Provisioning::Thin)?;
+        if let Some(n) = self.nodes.get_mut(&addr) {
+            n.fd = fd;
+        }
+        Ok(())
+    }
+
     /// FD address of `path` (absolute, "/"-separated).
     pub fn lookup(&self, path: &str) -> Option<u32> {
         let mut cur = ROOT;
