@@ -3,6 +3,7 @@
 pub mod args;
 mod cat;
 mod extract;
+mod forge;
 mod ls;
 mod volumes;
 
@@ -41,9 +42,19 @@ pub fn init_logging(file: Option<&std::path::Path>) {
     let _ = tracing_subscriber::registry().with(stderr).with(file_layer).try_init();
 }
 
+/// Ranges to read as unreadable, by image file name (`--bad-sectors`).
+static BAD_SECTORS: std::sync::OnceLock<Vec<(String, std::ops::Range<u64>)>> = std::sync::OnceLock::new();
+
 /// Run one command.
 pub fn run(cli: Cli) -> Result<Outcome> {
+    if let Some(p) = &cli.bad_sectors {
+        let t = vmfs_rescue::forge::truth::Truth::load(p).map_err(|e| UsageError(e.to_string()))?;
+        let v = t.bad_sectors.iter().map(|r| (r.image.clone(), r.offset..r.offset + r.len)).collect();
+        let _ = BAD_SECTORS.set(v);
+    }
     match cli.cmd {
+        Command::Forge(a) => forge::run(&a),
+        Command::Demo { dir } => forge::demo(dir),
         Command::Volumes { json, sources } => volumes::run(&sources, json),
         Command::Ls { recursive, json, select, path } => ls::run(&select, &path, recursive, json),
         Command::Cat { select, path } => cat::run(&select, &path),
@@ -103,6 +114,19 @@ pub fn open_selected(select: &Select) -> Result<(Vec<Datastore>, Arc<Vmfs>)> {
 
 /// Open the sources; a path that is no image or device is bad usage (exit status 2).
 pub fn open_sources(paths: &[std::path::PathBuf]) -> Result<Vec<vmfs_rescue::block::Source>> {
+    if let Some(bad) = BAD_SECTORS.get() {
+        use vmfs_rescue::block::{FaultySource, ImageFile, Tolerant};
+        return paths
+            .iter()
+            .map(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let ranges: Vec<_> = bad.iter().filter(|(n, _)| *n == name).map(|(_, r)| r.clone()).collect();
+                let f = ImageFile::open(p).map_err(|e| UsageError(format!("{}: {e}", p.display())))?;
+                let s: vmfs_rescue::block::Source = Arc::new(Tolerant::new(FaultySource::new(f, ranges)));
+                Ok(s)
+            })
+            .collect();
+    }
     datastore::open_sources(paths).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::NotFound => UsageError(e.to_string()).into(),
         _ => e.into(),

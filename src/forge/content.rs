@@ -12,7 +12,7 @@ use super::vmdk::{
     nvram, sesparse_extent, vmfs_sparse_extent, vmsd, vmware_log, vmx,
 };
 use super::vmfs::{Placed, Provisioning, ROOT, Writer};
-use crate::block::{BlockSource, SparseMem, Source};
+use crate::block::{BlockSource, Source, SparseMem};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -69,7 +69,7 @@ pub fn standard_vms(small: bool) -> Vec<VmPlan> {
             fs: FsKind::Fat32,
             table: TableKind::Mbr,
             prov: Provisioning::LazyThick,
-            capacity_mib: m(256, 64),
+            capacity_mib: m(768, 64),
             snapshot: false,
         },
         VmPlan {
@@ -78,7 +78,7 @@ pub fn standard_vms(small: bool) -> Vec<VmPlan> {
             fs: FsKind::Ntfs,
             table: TableKind::Gpt,
             prov: Provisioning::EagerThick,
-            capacity_mib: m(384, 40),
+            capacity_mib: m(640, 40),
             snapshot: false,
         },
     ]
@@ -225,7 +225,14 @@ impl Filler<'_> {
     }
 
     /// A small text file.
-    pub fn text(&mut self, parent: u32, parent_path: &str, name: &str, text: &[u8], mode: u32) -> Result<(), ForgeError> {
+    pub fn text(
+        &mut self,
+        parent: u32,
+        parent_path: &str,
+        name: &str,
+        text: &[u8],
+        mode: u32,
+    ) -> Result<(), ForgeError> {
         let src = SparseMem::from_bytes(name, text.to_vec());
         self.file(parent, parent_path, name, &src, Provisioning::Thin, mode).map(|_| ())
     }
@@ -297,8 +304,7 @@ fn vm(
         work,
         &GuestSpec { name: name.into(), size: plan.capacity_mib * MIB, table: plan.table, fs: plan.fs, seed },
     )?;
-    let base: Source =
-        Arc::new(SparseFile::open(&guest.image).map_err(|e| ForgeError::io(&guest.image, e))?);
+    let base: Source = Arc::new(SparseFile::open(&guest.image).map_err(|e| ForgeError::io(&guest.image, e))?);
     let kind = match plan.prov {
         Provisioning::Thin => DiskKind::Thin,
         Provisioning::LazyThick => DiskKind::Thick { eager: false },

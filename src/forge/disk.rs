@@ -154,6 +154,9 @@ pub struct Target {
     pub runs: Vec<Run>,
     /// Volume ranges written (and punched), in order: what a re-format destroyed.
     pub log: std::sync::Mutex<Vec<std::ops::Range<u64>>>,
+    /// Set by `Writer::finish`: the file system's parameters and the root directory's blocks.
+    pub params: Option<super::vmfs::Params>,
+    pub root_blocks: Vec<u64>,
 }
 
 impl Target {
@@ -175,7 +178,7 @@ impl Target {
 
     /// A target over `disks` mapped by `runs`.
     pub fn new(disks: Vec<Disk>, runs: Vec<Run>) -> Self {
-        Self { disks, runs, log: Default::default() }
+        Self { disks, runs, log: Default::default(), params: None, root_blocks: Vec::new() }
     }
 
     fn note(&self, off: u64, len: u64) {

@@ -11,8 +11,11 @@ pub mod guest;
 pub mod vmdk;
 
 pub use error::ForgeError;
+pub mod content;
+pub mod damage;
 pub mod disk;
 pub mod lvm;
+pub mod scenario;
 pub mod sparse_file;
 pub mod truth;
 pub mod vmfs;

@@ -146,8 +146,8 @@ impl Truth {
 
     /// Write as pretty JSON, atomically.
     pub fn save(&self, path: &Path) -> Result<(), super::ForgeError> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| super::ForgeError::Layout(format!("ground truth: {e}")))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| super::ForgeError::Layout(format!("ground truth: {e}")))?;
         let tmp = path.with_extension("json.partial");
         std::fs::write(&tmp, text).map_err(|e| super::ForgeError::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| super::ForgeError::io(path, e))

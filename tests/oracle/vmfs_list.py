@@ -15,6 +15,8 @@ Usage:
                                                  for every regular file the oracle hashed
     vmfs_list.py IMAGE... [--hash] --manifest MANIFEST.json --manifest-image REL
                                                  check the oracle against the corpus manifest
+    vmfs_list.py IMAGE... --hash --truth TRUTH.json
+                                                 check a forged datastore against its ground truth
 
 
 IMAGE... are the LVM devices (partitions) of one volume, in any order, or one raw
@@ -351,6 +353,61 @@ def load_manifest(path: str, image: str) -> dict[str, dict]:
     return out
 
 
+def range_sha256(vmfs: VMFS, path: str, offset: int, length: int) -> str:
+    h = hashlib.sha256()
+    with vmfs.get(path).open() as stream:
+        stream.seek(offset)
+        remaining = length
+        while remaining > 0:
+            buf = stream.read(min(CHUNK, remaining))
+            if not buf:
+                raise OSError(f"short read at {offset + length - remaining}")
+            h.update(buf)
+            remaining -= len(buf)
+    return h.hexdigest()
+
+
+def diff_truth(vmfs: VMFS, entries: list[dict], truth_path: str) -> list[str]:
+    """Compare the oracle with a forge ground truth: the live tree, types, sizes, symlink
+    targets, and content (whole-file SHA-256 at any size, or the per-block hashes of huge sparse
+    files, read through dissect.vmfs)."""
+    with open(truth_path) as f:
+        truth = json.load(f)
+    ours = {e["path"]: e for e in entries if e.get("type") != "sysfile"}
+    live = {t["path"]: t for t in truth["files"] if t["state"] == "live"}
+    problems = [f"missing in dissect.vmfs: {p}" for p in sorted(set(live) - set(ours))]
+    problems += [f"not in the ground truth: {p}" for p in sorted(set(ours) - set(live))]
+    for path, t in sorted(live.items()):
+        o = ours.get(path)
+        if o is None:
+            continue
+        if o.get("type") != t["kind"]:
+            problems.append(f"{path}: type {o.get('type')} != {t['kind']}")
+        if t["kind"] == "dir":
+            continue
+        if o.get("size") != t["size"]:
+            problems.append(f"{path}: size {o.get('size')} != {t['size']}")
+        try:
+            if t["kind"] == "symlink":
+                with vmfs.get(path).open() as stream:
+                    target = stream.read(t["size"]).decode()
+                if target != t["symlink_target"]:
+                    problems.append(f"{path}: target {target!r} != {t['symlink_target']!r}")
+            elif t.get("sha256"):
+                got = o.get("sha256") or sha256_of(vmfs.get(path))
+                if got != t["sha256"]:
+                    problems.append(f"{path}: sha256 {got} != {t['sha256']}")
+            for b in t.get("block_hashes") or []:
+                got = range_sha256(vmfs, path, b["offset"], b["len"])
+                if got != b["sha256"]:
+                    problems.append(f"{path}: block at {b['offset']}: sha256 {got} != {b['sha256']}")
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"{path}: {type(e).__name__}: {e}")
+    checked = sum(1 for t in live.values() if t.get("sha256") or t.get("block_hashes"))
+    print(f"truth: {len(live)} live entries, {checked} checked by content", file=sys.stderr)
+    return problems
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("images", nargs="+", metavar="IMAGE")
@@ -361,6 +418,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--ours-cat", metavar="BIN", help="with --compare: check `BIN cat` against the hashes")
     ap.add_argument("--manifest", metavar="JSON", help="compare with the corpus manifest")
     ap.add_argument("--manifest-image", metavar="REL", help="the image's path in the manifest")
+    ap.add_argument("--truth", metavar="JSON", help="compare with a forge ground truth (vmfs-rescue forge)")
     args = ap.parse_args(argv)
 
     vmfs = open_volume(args.images)
@@ -373,6 +431,13 @@ def main(argv: list[str]) -> int:
     errors = [e for e in entries if "error" in e]
     for e in errors:
         print(f"vmfs_list: {e['path']}: {e['error']}", file=sys.stderr)
+
+    if args.truth:
+        problems = diff_truth(vmfs, entries, args.truth)
+        for p in problems:
+            print(p)
+        print(f"{len(entries)} entries, {len(problems)} differences from the ground truth", file=sys.stderr)
+        return 1 if problems or errors else 0
 
     if args.compare or args.manifest:
         oracle = {e["path"]: e for e in entries}

@@ -490,6 +490,21 @@ impl Writer {
         Ok(())
     }
 
+    /// The content of small file `fd` (resident or in one sub-block).
+    pub fn read_small(&self, fd: u32) -> Result<Vec<u8>, ForgeError> {
+        let n = self.nodes.get(&fd).ok_or_else(|| ForgeError::Layout(format!("no FD {fd:#x}")))?;
+        match &n.fd.store {
+            Store::Resident(b) => Ok(b.clone()),
+            Store::Pointers(p) if n.fd.zla == 2 && p.len() == 1 => {
+                let i = self.units.get(&fd).and_then(|u| u.first()).map(|u| u.1).unwrap_or(0);
+                let mut b = vec![0u8; n.fd.size as usize];
+                self.t.read(self.res_offset(ResKind::Sb, i)?, &mut b)?;
+                Ok(b)
+            }
+            _ => Err(ForgeError::Layout(format!("FD {fd:#x} is not a small file"))),
+        }
+    }
+
     /// Replace the content of small file `name` in `parent` (a descriptor or .vmx being edited
     /// in place): its FD keeps its address; the new bytes take its resident area or
     /// sub-block.
@@ -558,6 +573,8 @@ impl Writer {
         self.t.write(crate::vmfs::ondisk::FS_DESCRIPTOR_OFFSET, &desc)?;
         self.t.write(0x30_0000, &encode::heartbeats(&self.p))?;
         self.t.sync()?;
+        self.t.root_blocks = self.sys.get(&ROOT).map(|s| s.blocks.clone()).unwrap_or_default();
+        self.t.params = Some(self.p.clone());
         Ok(self.t)
     }
 
