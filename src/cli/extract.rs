@@ -72,6 +72,10 @@ pub fn run(
     }
     write_manifest(to, &job.manifest)?;
     eprintln!("{} entries; manifest: {}", job.manifest.len(), to.join("manifest.json").display());
+    if let Some(note) = super::unreadable_note(&job.fs) {
+        eprintln!("warning: {note}");
+        job.damaged = true;
+    }
     Ok(if job.damaged { Outcome::Damaged } else { Outcome::Clean })
 }
 

@@ -35,6 +35,10 @@ pub fn run(select: &super::args::Select, path: &str, recursive: bool, as_json: b
         }
     });
     result?;
+    if let Some(note) = super::unreadable_note(&fs) {
+        eprintln!("warning: {note}");
+        outcome = Outcome::Damaged;
+    }
     Ok(outcome)
 }
 

@@ -68,9 +68,13 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 pub fn open_selected(select: &Select) -> Result<(Vec<Datastore>, Arc<Vmfs>)> {
     let sources = open_sources(&select.sources)?;
     let (stores, notes) = datastore::find(&sources);
-    // Probe notes are for `volumes` and the log; the error below says what matters here.
+    // Probe notes are for `volumes` and the log, except damage the admin must know about.
     for n in &notes {
-        tracing::info!("{n}");
+        if n.contains("partition table") {
+            tracing::warn!("{n}");
+        } else {
+            tracing::info!("{n}");
+        }
     }
     let candidates: Vec<&Datastore> = match &select.volume {
         Some(sel) => stores.iter().filter(|d| d.matches(sel)).collect(),
@@ -110,6 +114,22 @@ pub fn open_selected(select: &Select) -> Result<(Vec<Datastore>, Arc<Vmfs>)> {
         tracing::warn!("{w}");
     }
     Ok((stores, fs))
+}
+
+/// Unreadable ranges the volume's reads met so far, as one warning line (None: none met).
+pub fn unreadable_note(fs: &Vmfs) -> Option<String> {
+    let bad = fs.vol.unreadable(0..fs.vol.len());
+    if bad.is_empty() {
+        return None;
+    }
+    let bytes: u64 = bad.iter().map(|r| r.end - r.start).sum();
+    let first: Vec<String> = bad.iter().take(4).map(|r| format!("{:#x}..{:#x}", r.start, r.end)).collect();
+    Some(format!(
+        "{} unreadable range(s), {bytes} bytes, met on the volume (read as zeros; results may be incomplete): {}{}",
+        bad.len(),
+        first.join(", "),
+        if bad.len() > 4 { ", ..." } else { "" }
+    ))
 }
 
 /// Open the sources; a path that is no image or device is bad usage (exit status 2).

@@ -176,6 +176,13 @@ pub fn probe(src: &Source, opts: &ProbeOptions) -> Probe {
 
     // 3. Small starts (LBA 0..255 at 512 B, 0..31 at 4 KiB) in one window each, then known starts.
     let damaged = table.as_ref().is_none_or(|t| t.damaged);
+    if whole.is_none() {
+        match &table {
+            None => notes.push("no partition table: searching for VMFS volumes by probing".into()),
+            Some(t) if t.damaged => notes.push("partition table damaged: searching for VMFS volumes by probing".into()),
+            _ => {}
+        }
+    }
     if whole.is_none() && (damaged || table_hits == 0 || opts.coarse == CoarseScan::Always) {
         fine_probe(s, &mut found);
         for start in KNOWN_STARTS {

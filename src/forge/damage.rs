@@ -164,8 +164,38 @@ pub fn apply(
                 pick(&f.path, "64 KiB inside /web01/web01-flat.vmdk", s..s + 65536)?;
             }
             if let Some(&b) = t.root_blocks.first() {
-                let s = b * p.geo.fbs + if p.v6() { 0x1_1000 } else { 0x200 };
-                pick("/", "a sector of the root directory's entries", s..s + SECTOR)?;
+                // A sector of the first user entries (after ".", ".." and the system files).
+                let (first, size, sys, in_dir) =
+                    if p.v6() { (0x1_1040u64, 0x120u64, 9u64, 0x1_1A00u64) } else { (0, 140, 9, 0x600) };
+                let s = b * p.geo.fbs + in_dir;
+                let mut top: Vec<(u32, String)> = truth
+                    .files
+                    .iter()
+                    .filter(|f| f.path.matches('/').count() == 1)
+                    .map(|f| (u32::from_str_radix(f.fd.trim_start_matches("0x"), 16).unwrap_or(0), f.path.clone()))
+                    .collect();
+                // Entries sit in creation order, which is the order their FDs were taken in.
+                top.sort_by_key(|(fd, _)| (fd >> 6 & 0xFFFF, fd >> 22));
+                let hit: Vec<String> = top
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, (_, path))| {
+                        // What matters of an entry: type, FD, generation, offset and the name.
+                        let at = first + (sys + *j as u64) * size;
+                        let end = at + if p.v6() { 0x18 } else { 0x0C } + path.len() as u64;
+                        at < in_dir + SECTOR && in_dir < end
+                    })
+                    .map(|(_, (_, path))| path.clone())
+                    .collect();
+                let ranges = on_images(t, s, SECTOR)?;
+                bad.extend(ranges.iter().cloned());
+                damage.push(TruthDamage {
+                    kind: name.into(),
+                    description: "unreadable: a sector of the root directory's entries".into(),
+                    ranges,
+                    affects: hit,
+                    reader_reports: vec!["unreadable".into()],
+                });
             }
         }
         _ => {}

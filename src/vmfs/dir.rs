@@ -53,6 +53,23 @@ impl Vmfs {
 
     fn read_dir5(&self, fd: &Fd) -> Result<Vec<DirEntry>> {
         let data = self.read_file_range(fd, 0, fd.meta.size, 0)?;
+        // Every VMFS3/5 directory starts with "." naming itself: without it the directory's
+        // data is not what its FD points at (zeroed, overwritten or reallocated).
+        if let Some(first) = data.get(..DIR_ENTRY5_SIZE)
+            && let Ok(e) = DirEntry5::parse(first)
+            && (e.name != b"." || e.desc_addr != fd.addr)
+        {
+            return Err(Error::corrupt_in_file(
+                DirEntry5::NAME,
+                fd.addr,
+                0,
+                CorruptKind::Inconsistent(format!(
+                    "directory data lost: its first entry is {:?} (FD {:#x}), not \".\" naming the directory",
+                    String::from_utf8_lossy(&e.name),
+                    e.desc_addr
+                )),
+            ));
+        }
         let mut out = Vec::new();
         for rec in data.chunks_exact(DIR_ENTRY5_SIZE).take(MAX_DIR_ENTRIES) {
             let e = DirEntry5::parse(rec).map_err(|k| Error::corrupt_in_file(DirEntry5::NAME, fd.addr, 0, k))?;
