@@ -80,7 +80,7 @@ pub fn apply(
                     .into(),
                 ranges: vec![r],
                 affects: all_paths,
-                reader_reports: vec!["no VMFS volume".into()],
+                reader_reports: vec!["LVM header lost".into()],
             });
         }
         "fs-descriptor-zeroed" => {
@@ -111,7 +111,7 @@ pub fn apply(
                 description: "random bytes over the file descriptors of every file in /web01".into(),
                 ranges,
                 affects,
-                reader_reports: vec!["FD".into()],
+                reader_reports: vec!["FS3_FileMetadata".into()],
             });
         }
         "root-dir-lost" => {
@@ -130,7 +130,7 @@ pub fn apply(
                 description: "the root directory's data zeroed; its entries are gone, every FD is intact".into(),
                 ranges,
                 affects,
-                reader_reports: vec!["root".into()],
+                reader_reports: vec![if p.v6() { "FS6_DirHeader" } else { "directory data lost" }.into()],
             });
         }
         "bad-sectors" => {

@@ -6,6 +6,7 @@ mod damage;
 mod device;
 mod forge;
 mod forge_layout;
+mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
 mod util;

@@ -91,6 +91,33 @@ pub fn sha256_file(path: &Path) -> String {
     hex(&h.finalize())
 }
 
+/// A fingerprint of a sparse file's content: its length, then every data range (from
+/// SEEK_DATA/SEEK_HOLE) with its offset. Any write changes it, and holes cost nothing to hash.
+pub fn sparse_fingerprint(path: &Path) -> String {
+    use std::os::unix::fs::FileExt;
+    if !std::fs::metadata(path).unwrap().is_file() {
+        // Block devices have no holes to skip.
+        return sha256_file(path);
+    }
+    let src = vmfs_rescue::forge::sparse_file::SparseFile::open(path).expect("open for hashing");
+    let f = File::open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut h = Sha256::new();
+    h.update(len.to_le_bytes());
+    let mut buf = vec![0u8; 1 << 20];
+    for r in vmfs_rescue::block::BlockSource::data_ranges(&src, 0..len) {
+        h.update(r.start.to_le_bytes());
+        let mut pos = r.start;
+        while pos < r.end {
+            let n = (r.end - pos).min(buf.len() as u64) as usize;
+            f.read_exact_at(&mut buf[..n], pos).unwrap();
+            h.update(&buf[..n]);
+            pos += n as u64;
+        }
+    }
+    hex(&h.finalize())
+}
+
 /// Lower-case hex of bytes.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -106,7 +133,7 @@ impl SourceGuard {
     pub fn new(paths: &[PathBuf]) -> Self {
         let files = paths
             .iter()
-            .map(|p| (p.clone(), sha256_file(p), std::fs::metadata(p).unwrap().modified().unwrap()))
+            .map(|p| (p.clone(), sparse_fingerprint(p), std::fs::metadata(p).unwrap().modified().unwrap()))
             .collect();
         Self { files }
     }
@@ -118,7 +145,7 @@ impl Drop for SourceGuard {
             return;
         }
         for (p, h, m) in &self.files {
-            assert_eq!(&sha256_file(p), h, "source {} changed", p.display());
+            assert_eq!(&sparse_fingerprint(p), h, "source {} changed", p.display());
             assert_eq!(&std::fs::metadata(p).unwrap().modified().unwrap(), m, "source {} mtime changed", p.display());
         }
     }
@@ -139,4 +166,9 @@ pub fn images(entry: &serde_json::Value) -> Vec<PathBuf> {
         .iter()
         .map(|f| corpus_image(&format!("vmfs/{}", f["path"].as_str().unwrap())).unwrap())
         .collect()
+}
+
+/// The last component of `p`, as text.
+pub fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
