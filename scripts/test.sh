@@ -19,6 +19,9 @@ if [[ -z "${VMFS_RESCUE_CORPUS:-}" && -d "$REPO/../shared/corpus" ]]; then
 fi
 echo "test.sh: corpus ${VMFS_RESCUE_CORPUS:-<none>}"
 
+step "system tools (scripts/setup-tools.sh)"
+bash scripts/setup-tools.sh
+
 # The independent reader (dissect.vmfs) first, so the cargo tests that cross-check with it run.
 if [[ -n "${VMFS_RESCUE_CORPUS:-}" ]]; then
     step "oracle venv (scripts/setup-oracle.sh)"
