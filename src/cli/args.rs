@@ -102,7 +102,7 @@ pub struct ForgeArgs {
     /// The scenario to build (see --list).
     #[arg(long, required_unless_present = "list")]
     pub scenario: Option<String>,
-    /// VMFS version of the datastore: 5 or 6.
+    /// VMFS version of the datastore: 3, 5 or 6.
     #[arg(long, default_value_t = 6)]
     pub version: u32,
     /// Size of each image file (written sparse: it costs only what it holds), e.g. 16G, 2T.

@@ -34,8 +34,8 @@ pub fn run(a: &ForgeArgs) -> Result<Outcome> {
         return Ok(Outcome::Clean);
     }
     let scenario = a.scenario.clone().unwrap_or_default();
-    if !matches!(a.version, 5 | 6) {
-        bail!(UsageError(format!("--version {}: 5 or 6", a.version)));
+    if !matches!(a.version, 3 | 5 | 6) {
+        bail!(UsageError(format!("--version {}: 3, 5 or 6", a.version)));
     }
     if a.outs.is_empty() || a.outs.len() > 2 {
         bail!(UsageError("give one output image, or two for a spanned volume".into()));

@@ -14,7 +14,7 @@ pub const DATA_OFFSET: u64 = 0x110_0000;
 
 /// What one device of the volume holds.
 pub struct DevicePlan {
-    /// LVM major: 5 for VMFS3/5 (3 for VMFS3-era volumes), 6 for VMFS6.
+    /// LVM major: 3 for VMFS3, 5 for VMFS5, 6 for VMFS6.
     pub major: u32,
     pub dev_uuid: VmwareUuid,
     pub lv_uuid: VmwareUuid,

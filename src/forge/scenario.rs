@@ -5,7 +5,7 @@ use super::ForgeError;
 use super::content::{ContentOptions, Populated, populate};
 use super::disk::{SECTOR, Table, Target};
 use super::truth::{Truth, TruthDamage, TruthImage, TruthRange};
-use super::vmfs::{ROOT, Writer};
+use super::vmfs::Writer;
 use super::volume::{VolumeSpec, create, reformat};
 use std::path::{Path, PathBuf};
 
@@ -66,14 +66,21 @@ pub fn forge(opts: &Options) -> Result<Truth, ForgeError> {
     }
     let name = opts.scenario.as_str();
     let first_version = if name == "reformatted-5-over-6" { 6 } else { opts.version };
-    let table = if name == "no-partition-table-odd-offset" { Table::Mbr { start: 63 * SECTOR } } else { Table::Gpt };
+    let table = if name == "no-partition-table-odd-offset" {
+        Table::Mbr { start: 63 * SECTOR }
+    } else if first_version == 3 {
+        // ESX 3.x partitioned with MBR, VMFS at LBA 128 (64 KiB aligned).
+        Table::Mbr { start: 128 * SECTOR }
+    } else {
+        Table::Gpt
+    };
     let work = opts.outs[0].with_extension("forge-work");
     std::fs::create_dir_all(&work).map_err(|e| ForgeError::io(&work, e))?;
     let spec = VolumeSpec {
         version: first_version,
         disks: opts.outs.iter().map(|p| (p.clone(), opts.size)).collect(),
         table,
-        label: format!("datastore{}", if first_version == 6 { "6" } else { "5" }),
+        label: format!("datastore{first_version}"),
         seed: opts.seed,
         time: TIME,
     };
@@ -81,7 +88,8 @@ pub fn forge(opts: &Options) -> Result<Truth, ForgeError> {
     let copts = ContentOptions {
         seed: opts.seed,
         small: opts.small || name == "demo",
-        huge_thin: !(opts.small || name == "demo"),
+        // VMFS3 has no double-indirect pointers: files stop at 256 GiB with 1 MiB blocks.
+        huge_thin: !(opts.small || name == "demo") && first_version != 3,
         time: TIME,
         volume_path: format!("/vmfs/volumes/{}", w.p.desc.uuid),
     };
@@ -130,7 +138,7 @@ pub fn forge(opts: &Options) -> Result<Truth, ForgeError> {
         _ => {}
     }
     let t = w.finish()?;
-    let mut truth = base_truth(opts, name, &t, &pop, table)?;
+    let mut truth = base_truth(name, &t, &pop, table)?;
     // Damage done to the bytes afterwards.
     super::damage::apply(name, opts, &t, &mut truth, &mut damage, &mut bad)?;
     truth.damage = damage;
@@ -149,7 +157,7 @@ pub fn forge(opts: &Options) -> Result<Truth, ForgeError> {
         let offsets: Vec<u64> = old.images.iter().map(|i| i.partition_offset).collect();
         let w2 = reformat(&spec2, &offsets)?;
         let t2 = w2.finish()?;
-        let mut new = base_truth(opts, name, &t2, &Populated::default(), table)?;
+        let mut new = base_truth(name, &t2, &Populated::default(), table)?;
         let written = t2.written();
         let mut prev = old;
         super::damage::mark_overwritten(&mut prev, &written);
@@ -221,8 +229,7 @@ fn edit_text(w: &mut Writer, pop: &mut Populated, path: &str, f: impl Fn(&str) -
 }
 
 /// The truth common to every scenario: images, volume, files.
-fn base_truth(opts: &Options, name: &str, t: &Target, pop: &Populated, table: Table) -> Result<Truth, ForgeError> {
-    let _ = ROOT;
+fn base_truth(name: &str, t: &Target, pop: &Populated, table: Table) -> Result<Truth, ForgeError> {
     let p = t.params.as_ref().ok_or_else(|| ForgeError::Layout("target without parameters".into()))?;
     Ok(Truth {
         scenario: name.into(),
@@ -253,7 +260,6 @@ fn base_truth(opts: &Options, name: &str, t: &Target, pop: &Populated, table: Ta
         ..Default::default()
     })
     .map(|mut t| {
-        let _ = opts;
         t.files.sort_by(|a, b| a.path.cmp(&b.path));
         t
     })

@@ -64,14 +64,22 @@ pub fn plan_lvm(version: u32, disks: &[Disk], id: &Identity, seed: u64, time: u3
     for (i, d) in disks.iter().enumerate() {
         let len = lvm::usable(d.part_len);
         let plan = DevicePlan {
-            major: if version >= 6 { 6 } else { 5 },
+            major: match version {
+                3 => 3,
+                5 => 5,
+                _ => 6,
+            },
             dev_uuid: uuid(time, seed, 10 + i as u32),
             lv_uuid: id.lv_uuid,
             vol_size,
             piece: (start, len),
             num_devs: disks.len() as u32,
             serial: serials[i].clone(),
-            sd_names: if i == 0 { serials.iter().map(|s| DevicePlan::t10_name(s)).collect() } else { Vec::new() },
+            sd_names: if i == 0 && version >= 5 {
+                serials.iter().map(|s| DevicePlan::t10_name(s)).collect()
+            } else {
+                Vec::new()
+            },
             time_us: u64::from(time) * 1_000_000,
         };
         lvm::write_device(d, &plan)?;

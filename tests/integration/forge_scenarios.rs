@@ -180,6 +180,11 @@ fn healthy_vmfs6_agrees_with_dissect_qemu_and_debugfs() {
 }
 
 #[test]
+fn healthy_vmfs3_agrees_with_dissect_qemu_and_debugfs() {
+    healthy(3, &["ds3.img"], false);
+}
+
+#[test]
 fn healthy_spanned_volumes_agree_with_dissect() {
     healthy(5, &["span5-a.img", "span5-b.img"], true);
     healthy(6, &["span6-a.img", "span6-b.img"], true);
@@ -275,6 +280,15 @@ fn every_damage_scenario_on_vmfs5() {
     for s in vmfs_rescue::forge::scenario::SCENARIOS.iter().map(|s| s.name) {
         if !matches!(s, "healthy" | "demo" | "reformatted-5-over-6") {
             damaged(s, 5);
+        }
+    }
+}
+
+#[test]
+fn every_damage_scenario_on_vmfs3() {
+    for s in vmfs_rescue::forge::scenario::SCENARIOS.iter().map(|s| s.name) {
+        if !matches!(s, "healthy" | "demo" | "reformatted-5-over-6") {
+            damaged(s, 3);
         }
     }
 }

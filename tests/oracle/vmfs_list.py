@@ -54,6 +54,32 @@ from dissect.vmfs.lvm import LVM
 from dissect.vmfs.vmfs import VMFS
 
 HASH_LIMIT = 256 * 1024 * 1024
+
+
+def _vmfs3_fixup() -> None:
+    """VMFS3 FDs leave blockOffsetShift (meta+0x89) at 0 (seen on the 2009 VMFS3 sample of the
+    format reference). dissect.vmfs derives it from blockSize for system files only
+    (resource.py, "Fix up metadata for older VMFS versions") and fails on VMFS3 regular files.
+    Apply dissect's own rule to every FD of a volume older than VMFS5, so the oracle can read
+    VMFS3 content; nothing changes for VMFS5/6."""
+    from functools import cached_property
+
+    from dissect.vmfs.descriptor import FileDescriptor
+
+    original = FileDescriptor.metadata.func
+
+    def metadata(self):  # noqa: ANN001, ANN202
+        m = original(self)
+        if self.vmfs.major_version <= 19 and m.blockOffsetShift == 0 and m.blockSize:
+            m.blockOffsetShift = (m.blockSize & -m.blockSize).bit_length() - 1
+        return m
+
+    prop = cached_property(metadata)
+    prop.__set_name__(FileDescriptor, "metadata")
+    FileDescriptor.metadata = prop
+
+
+_vmfs3_fixup()
 CHUNK = 1024 * 1024
 
 TYPE_NAMES = {

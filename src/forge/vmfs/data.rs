@@ -113,11 +113,12 @@ impl Writer {
             pointer_blocks: Vec::new(),
         };
         let mut units: Vec<(ResKind, u64)> = Vec::new();
-        let resident = match kind {
-            Kind::File => true,
-            Kind::Dir => false,
-            Kind::Symlink => v6,
-        };
+        let resident = !self.p.v3()
+            && match kind {
+                Kind::File => true,
+                Kind::Dir => false,
+                Kind::Symlink => v6,
+            };
         if resident && size <= g.data_size as u64 && prov == Provisioning::Thin {
             let mut b = vec![0u8; size as usize];
             src.read_at(0, &mut b)?;
@@ -171,6 +172,7 @@ impl Writer {
             });
         }
         let alloc_all = prov != Provisioning::Thin;
+        // Thick files: every leaf; thin files: only the allocated ones, sorted.
         let mut leaves = vec![0u64; if alloc_all { nblocks as usize } else { 0 }];
         let mut sparse_leaves: Vec<(u64, u64)> = Vec::new();
         let mut num_blocks = 0u64;
@@ -222,9 +224,6 @@ impl Writer {
             } else {
                 sparse_leaves.push((b, ptr));
             }
-        }
-        if !alloc_all {
-            leaves = vec![0u64; 0];
         }
         let leaf = |i: u64| -> u64 {
             if alloc_all {
@@ -446,12 +445,14 @@ impl Writer {
                 n.fd.store = store;
             }
         }
-        let specs: Vec<(u32, ResSpec, &Bitmap)> = vec![
+        let mut specs: Vec<(u32, ResSpec, &Bitmap)> = vec![
             (sys_addr(2), self.p.fdc.clone(), &self.fds),
             (sys_addr(3), self.p.pbc.clone(), &self.pbs),
             (sys_addr(4), self.p.sbc.clone(), &self.sbs),
-            (sys_addr(6), self.p.pb2.clone(), &self.pb2s),
         ];
+        if !self.p.v3() {
+            specs.push((sys_addr(6), self.p.pb2.clone(), &self.pb2s));
+        }
         for (file, spec, bm) in specs {
             self.sys_write(file, 0, &res_header(&self.p, &spec, None))?;
             self.write_clusters(file, &spec, bm, 0)?;

@@ -92,7 +92,8 @@ impl FdImage {
         put_u32(m, 0x74, self.last_sfbc);
         put_u32(m, 0x7C, self.meta_7c);
         put_u32(m, 0x80, self.affinity_bitmap);
-        m[0x89] = if self.block_size.is_power_of_two() { self.block_size.trailing_zeros() as u8 } else { 0 };
+        // VMFS3 FDs leave blockOffsetShift 0 (observed); readers derive it from blockSize.
+        m[0x89] = if self.block_size.is_power_of_two() && !p.v3() { self.block_size.trailing_zeros() as u8 } else { 0 };
         match &self.store {
             Store::Resident(d) => {
                 let n = d.len().min(g.data_size);

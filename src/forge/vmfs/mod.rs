@@ -172,8 +172,10 @@ impl Writer {
         let sbc_blocks = blocks_of(self.p.sbc.file_len());
         let sbc_first = if v6 { sbc_blocks.min(self.p.geo.ptrs_count as u64) } else { sbc_blocks };
         self.take_blocks(sys_addr(4), sbc_first)?;
-        self.take_blocks(sys_addr(6), blocks_of(self.p.pb2.file_len()))?;
-        self.take_blocks(sys_addr(7), 1)?;
+        if !self.p.v3() {
+            self.take_blocks(sys_addr(6), blocks_of(self.p.pb2.file_len()))?;
+            self.take_blocks(sys_addr(7), 1)?;
+        }
         if v6 {
             let jbc = self.p.jbc.as_ref().map_or(0, ResSpec::file_len);
             self.take_blocks(sys_addr(8), blocks_of(jbc))?;
@@ -187,8 +189,14 @@ impl Writer {
             // User data starts after the system files of cluster 1, as on ESXi.
             self.blocks.set_hint(0);
         }
-        // FDs 0..=7 (and 8, 9 on VMFS6) of cluster 0.
-        let last = if v6 { 9 } else { 7 };
+        // FDs 0..=7 (0..=5 on VMFS3, 0..=9 on VMFS6) of cluster 0.
+        let last = if v6 {
+            9
+        } else if self.p.v3() {
+            5
+        } else {
+            7
+        };
         for r in 0..=last {
             self.fds.set(u64::from(r), true);
         }
@@ -563,7 +571,7 @@ impl Writer {
             crate::le::put_u64(&mut desc, 0x17F, self.p.system_fd_offset(9));
             crate::le::put_u32(&mut desc, 0x187, sys_addr(9));
             crate::le::put_u32(&mut desc, 0x18B, 0x80);
-        } else {
+        } else if !self.p.v3() {
             crate::le::put_u32(&mut desc, 0xDD, 8);
         }
         crate::le::put_u64(&mut desc, 0xFD, 1);

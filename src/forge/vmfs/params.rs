@@ -145,10 +145,11 @@ impl Params {
     pub fn new(version: u32, vol_size: u64, id: &Identity) -> Result<Self, String> {
         let fbs = MIB;
         let blocks = vol_size / fbs;
-        let v6 = match version {
-            5 => false,
-            6 => true,
-            v => return Err(format!("VMFS{v} cannot be forged (5 or 6)")),
+        let (v3, v6) = match version {
+            3 => (true, false),
+            5 => (false, false),
+            6 => (false, true),
+            v => return Err(format!("VMFS{v} cannot be forged (3, 5 or 6)")),
         };
         if vol_size < 1 << 30 {
             return Err(format!("a VMFS{version} volume needs at least 1 GiB, not {vol_size} bytes"));
@@ -165,6 +166,17 @@ impl Params {
             fbb = ResSpec { kind: ResKind::Fb, r: 512, c: 8, rs: 0, n: blocks, cgo: 0x10000, hdr };
             lfb = Some(spec(ResKind::Lfb, 16, 8, hdr, vol_size / (512 * MIB)));
             jbc = Some(ResSpec { kind: ResKind::Jb, r: 8, c: 4, rs: 2 * MIB, n: 128, cgo: 0x10000, hdr });
+        } else if v3 {
+            // ESX 3.x: "max files 30720, ptr blocks 15680, sub blocks 3968" (vmkfstools -P);
+            // 32 clusters per group everywhere (the VMFS3 sample of the reference).
+            let fds = (blocks * 10).clamp(8192, 30720) / 32 * 32;
+            fdc = spec(ResKind::Fd, 32, 32, 2048, fds);
+            sbc = spec(ResKind::Sb, 16, 32, 0x10000, 3968);
+            pbc = spec(ResKind::Pb, 16, 32, 0x1000, 15680);
+            pb2 = spec(ResKind::Pb2, 16, 32, 0x1000, 0);
+            fbb = spec(ResKind::Fb, 200, 32, 0, blocks);
+            lfb = None;
+            jbc = None;
         } else {
             // Fits 20352 FDs at 2 GiB (ESXi 8 sample) and the 130000 cap of vmkfstools.
             let fds = (blocks * 10).saturating_sub(128).clamp(8192, 130_000);
@@ -178,10 +190,29 @@ impl Params {
         }
         let desc = FsDescriptor {
             magic: VMFS_MAGIC,
-            major: if v6 { 24 } else { 14 },
-            minor: if v6 { 82 } else { 81 },
+            major: if v6 {
+                24
+            } else if v3 {
+                4
+            } else {
+                14
+            },
+            minor: if v6 {
+                82
+            } else if v3 {
+                31
+            } else {
+                81
+            },
             uuid: id.fs_uuid,
-            config: if v6 { 0x4006 } else { 0x6 },
+            // VMFS3 has no dense sub-block packing.
+            config: if v6 {
+                0x4006
+            } else if v3 {
+                0x2
+            } else {
+                0x6
+            },
             label: id.label.clone(),
             disk_block_size: 512,
             file_block_size: fbs,
@@ -191,9 +222,9 @@ impl Params {
             fdc_clusters_per_group: u32::try_from(fdc.c).unwrap_or(0),
             sub_block_size: u32::try_from(sbc.rs).unwrap_or(0),
             pb2_vol_addr: 0,
-            pb2_fd_addr: crate::vmfs::address::make_fd(0, 6),
+            pb2_fd_addr: if v3 { 0 } else { crate::vmfs::address::make_fd(0, 6) },
             sdd_vol_addr: 0,
-            sdd_fd_addr: crate::vmfs::address::make_fd(0, 7),
+            sdd_fd_addr: if v3 { 0 } else { crate::vmfs::address::make_fd(0, 7) },
             phys_disk_block_size: if v6 { 512 } else { 0 },
             md_alignment: if v6 { 4096 } else { 0 },
             sfb_to_lfb_shift: if v6 { 9 } else { 0 },
@@ -219,14 +250,21 @@ impl Params {
             host_uuid: id.host_uuid,
         };
         // The .pb2.sf and .sdd.sf FDs (system FDs 6 and 7) are also named by volume offset.
-        p.desc.pb2_vol_addr = p.system_fd_offset(6);
-        p.desc.sdd_vol_addr = p.system_fd_offset(7);
+        if !v3 {
+            p.desc.pb2_vol_addr = p.system_fd_offset(6);
+            p.desc.sdd_vol_addr = p.system_fd_offset(7);
+        }
         Ok(p)
     }
 
     /// True for VMFS6.
     pub fn v6(&self) -> bool {
         self.version == 6
+    }
+
+    /// True for VMFS3: no resident files, no .pb2.sf/.sdd.sf, FDs without blockOffsetShift.
+    pub fn v3(&self) -> bool {
+        self.version == 3
     }
 
     /// Volume offset of system FD `r` (cluster 0, resource `r`).
