@@ -196,50 +196,42 @@ impl Target {
         crate::block::merge_ranges(v)
     }
 
-    /// Write `b` at volume offset `off`, across runs.
-    pub fn write(&self, off: u64, b: &[u8]) -> Result<(), ForgeError> {
-        self.note(off, b.len() as u64);
-        let mut done = 0usize;
-        while done < b.len() {
-            let pos = off + done as u64;
+    /// Call `f(disk, disk offset, range of the request)` for each run piece of volume range
+    /// `off..off+len`.
+    fn each_piece(
+        &self,
+        off: u64,
+        len: u64,
+        mut f: impl FnMut(&Disk, u64, std::ops::Range<usize>) -> Result<(), ForgeError>,
+    ) -> Result<(), ForgeError> {
+        let mut done = 0u64;
+        while done < len {
+            let pos = off + done;
             let (disk, doff, left) = self
                 .locate(pos)
                 .ok_or_else(|| ForgeError::Layout(format!("volume offset {pos:#x} is outside the volume")))?;
-            let n = (b.len() - done).min(usize::try_from(left).unwrap_or(usize::MAX));
-            self.disks[disk].write(doff, &b[done..done + n])?;
+            let n = (len - done).min(left);
+            f(&self.disks[disk], doff, done as usize..(done + n) as usize)?;
             done += n;
         }
         Ok(())
     }
 
+    /// Write `b` at volume offset `off`, across runs.
+    pub fn write(&self, off: u64, b: &[u8]) -> Result<(), ForgeError> {
+        self.note(off, b.len() as u64);
+        self.each_piece(off, b.len() as u64, |d, doff, r| d.write(doff, &b[r]))
+    }
+
     /// Read at volume offset `off`.
     pub fn read(&self, off: u64, b: &mut [u8]) -> Result<(), ForgeError> {
-        let mut done = 0usize;
-        while done < b.len() {
-            let pos = off + done as u64;
-            let (disk, doff, left) = self
-                .locate(pos)
-                .ok_or_else(|| ForgeError::Layout(format!("volume offset {pos:#x} is outside the volume")))?;
-            let n = (b.len() - done).min(usize::try_from(left).unwrap_or(usize::MAX));
-            self.disks[disk].read(doff, &mut b[done..done + n])?;
-            done += n;
-        }
-        Ok(())
+        self.each_piece(off, b.len() as u64, |d, doff, r| d.read(doff, &mut b[r]))
     }
 
     /// Zero volume range `off..off+len` (holes punched on every disk it crosses).
     pub fn punch(&self, off: u64, len: u64) -> Result<(), ForgeError> {
         self.note(off, len);
-        let mut pos = off;
-        while pos < off + len {
-            let (disk, doff, left) = self
-                .locate(pos)
-                .ok_or_else(|| ForgeError::Layout(format!("volume offset {pos:#x} is outside the volume")))?;
-            let n = (off + len - pos).min(left);
-            self.disks[disk].zero(doff, n)?;
-            pos += n;
-        }
-        Ok(())
+        self.each_piece(off, len, |d, doff, r| d.zero(doff, (r.end - r.start) as u64))
     }
 
     /// Sync every disk.

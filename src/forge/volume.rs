@@ -36,15 +36,20 @@ pub fn uuid(time: u32, seed: u64, k: u32) -> VmwareUuid {
     VmwareUuid(b)
 }
 
-/// Create the disks, their partition tables and LVM headers, and a writer for the volume.
-pub fn create(spec: &VolumeSpec) -> Result<Writer, ForgeError> {
-    let id = Identity {
+/// The new file system's names, from the spec's seed and time.
+fn identity(spec: &VolumeSpec) -> Identity {
+    Identity {
         label: spec.label.clone(),
         fs_uuid: uuid(spec.time, spec.seed, 1),
         lv_uuid: uuid(spec.time, spec.seed, 2),
         host_uuid: uuid(spec.time, spec.seed, 3),
         time: spec.time,
-    };
+    }
+}
+
+/// Create the disks, their partition tables and LVM headers, and a writer for the volume.
+pub fn create(spec: &VolumeSpec) -> Result<Writer, ForgeError> {
+    let id = identity(spec);
     let mut disks = Vec::new();
     for (i, (path, len)) in spec.disks.iter().enumerate() {
         disks.push(Disk::create(path, *len, spec.table, spec.seed.wrapping_add(i as u64))?);
@@ -93,13 +98,7 @@ pub fn plan_lvm(version: u32, disks: &[Disk], id: &Identity, seed: u64, time: u3
 /// the partition table and LVM are written again, the new file system's metadata goes over
 /// whatever was there, and nothing else is erased.
 pub fn reformat(spec: &VolumeSpec, part_offsets: &[u64]) -> Result<Writer, ForgeError> {
-    let id = Identity {
-        label: spec.label.clone(),
-        fs_uuid: uuid(spec.time, spec.seed, 1),
-        lv_uuid: uuid(spec.time, spec.seed, 2),
-        host_uuid: uuid(spec.time, spec.seed, 3),
-        time: spec.time,
-    };
+    let id = identity(spec);
     let mut disks = Vec::new();
     for ((path, _), &off) in spec.disks.iter().zip(part_offsets) {
         let d = Disk::open(path, off)?;

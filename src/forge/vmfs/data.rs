@@ -321,18 +321,22 @@ impl Writer {
         Err(self.full("large file block"))
     }
 
-    /// Resources a file uses (for deletion).
-    pub(super) fn units_of(&mut self, addr: u32) -> Result<Vec<(ResKind, u64)>, ForgeError> {
-        let mut u = self.units.remove(&addr).unwrap_or_default();
-        // An LFB frees its SFBs too.
+    /// Clear the bitmap bits of every resource file `addr` holds (its data stays on disk).
+    pub(super) fn release(&mut self, addr: u32) {
         let per = self.p.fbb.r;
-        let extra: Vec<(ResKind, u64)> = u
-            .iter()
-            .filter(|(k, _)| *k == ResKind::Lfb)
-            .flat_map(|&(_, l)| (l * per..(l + 1) * per).map(|k| (ResKind::Fb, k)))
-            .collect();
-        u.extend(extra);
-        Ok(u)
+        for (kind, idx) in self.units.remove(&addr).unwrap_or_default() {
+            match kind {
+                ResKind::Fb => self.blocks.set(idx, false),
+                ResKind::Lfb => {
+                    // An LFB frees its SFBs too.
+                    self.lfbs.set(idx, false);
+                    (idx * per..(idx + 1) * per).for_each(|k| self.blocks.set(k, false));
+                }
+                ResKind::Sb => self.sbs.set(idx, false),
+                ResKind::Pb => self.pbs.set(idx, false),
+                _ => {}
+            }
+        }
     }
 
     /// Write directory `addr`'s content to its storage (allocated now if needed).
@@ -373,14 +377,7 @@ impl Writer {
         } else {
             let src = crate::block::SparseMem::from_bytes("directory", bytes);
             // Directories are rewritten at finish: release what an earlier write took.
-            for (k, i) in self.units.remove(&addr).unwrap_or_default() {
-                match k {
-                    ResKind::Fb => self.blocks.set(i, false),
-                    ResKind::Sb => self.sbs.set(i, false),
-                    ResKind::Pb => self.pbs.set(i, false),
-                    _ => {}
-                }
-            }
+            self.release(addr);
             // Directories always get blocks: a sub-block on VMFS5, a file block on VMFS6.
             self.place_as(&mut fd, &src, Provisioning::Thin, Kind::Dir)?;
             fd.flags = 0;

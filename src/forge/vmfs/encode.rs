@@ -60,6 +60,35 @@ pub struct FdImage {
 }
 
 impl FdImage {
+    /// An FD as format writes it for system file (or root) `addr`: generation 1, one link,
+    /// direct file blocks, affinity to itself.
+    pub fn system(addr: u32, kind: u32, block_size: u64, time: u32) -> Self {
+        Self {
+            addr,
+            generation: 1,
+            links: 1,
+            kind,
+            flags: 0,
+            size: 0,
+            block_size,
+            num_blocks: 0,
+            time,
+            mode: 0o400,
+            zla: 1,
+            num_tbz: 0,
+            new_since_epoch: 0,
+            num_pbs: 0,
+            affinity: addr,
+            parent: 0,
+            last_sfbc: 0,
+            affinity_bitmap: 0,
+            meta_7c: 0,
+            sfb_mask: 0,
+            lock_token: 1,
+            store: Store::Pointers(Vec::new()),
+        }
+    }
+
     /// The FD bytes for volume offset `self_off`.
     pub fn encode(&self, p: &Params, self_off: u64) -> Vec<u8> {
         let g = &p.geo;

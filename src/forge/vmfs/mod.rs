@@ -216,55 +216,22 @@ impl Writer {
             };
             let nb = self.sys.get(&addr).map_or(0, |s| s.blocks.len() as u64);
             let fd = FdImage {
-                addr,
-                generation: 1,
                 links: if name == ".sdd.sf" { 2 } else { 1 },
-                kind: T_SYS,
-                flags: 0,
                 size: len,
-                block_size: fbs,
                 num_blocks: nb,
-                time: t,
                 mode: if name == ".sdd.sf" { 0o40700 } else { 0o400 },
-                zla: 1,
-                num_tbz: 0,
                 new_since_epoch: if name == ".fdc.sf" { 1 } else { nb as u32 },
-                num_pbs: 0,
-                affinity: addr,
-                parent: 0,
-                last_sfbc: 0,
-                affinity_bitmap: 0,
-                meta_7c: 0,
-                sfb_mask: 0,
-                lock_token: 1,
-                store: Store::Pointers(Vec::new()),
+                ..FdImage::system(addr, T_SYS, fbs, t)
             };
             let dir = (name == ".sdd.sf").then(|| (addr, Vec::new()));
             self.nodes.insert(addr, Node { fd, dir, freed: false });
         }
         let root = FdImage {
-            addr: ROOT,
-            generation: 1,
             links: 2,
-            kind: T_DIR,
-            flags: 0,
-            size: 0,
-            block_size: fbs,
             num_blocks: 1,
-            time: t,
             mode: 0o1755,
-            zla: 1,
-            num_tbz: 0,
             new_since_epoch: 1,
-            num_pbs: 0,
-            affinity: ROOT,
-            parent: 0,
-            last_sfbc: 0,
-            affinity_bitmap: 0,
-            meta_7c: 0,
-            sfb_mask: 0,
-            lock_token: 1,
-            store: Store::Pointers(Vec::new()),
+            ..FdImage::system(ROOT, T_DIR, fbs, t)
         };
         let entries = SYSTEM
             .iter()
@@ -480,16 +447,7 @@ impl Writer {
         for c in children {
             self.remove(addr, &c)?;
         }
-        let units = self.units_of(addr)?;
-        for (kind, idx) in units {
-            match kind {
-                ResKind::Fb => self.blocks.set(idx, false),
-                ResKind::Lfb => self.lfbs.set(idx, false),
-                ResKind::Sb => self.sbs.set(idx, false),
-                ResKind::Pb => self.pbs.set(idx, false),
-                _ => {}
-            }
-        }
+        self.release(addr);
         let i = self.fd_index(addr);
         self.fds.set(i, false);
         if let Some(n) = self.nodes.get_mut(&addr) {
@@ -525,14 +483,7 @@ impl Writer {
             .map(|e| e.fd)
             .ok_or_else(|| ForgeError::Layout(format!("{name} not found")))?;
         let mut fd = self.nodes[&addr].fd.clone();
-        for (k, i) in self.units.remove(&addr).unwrap_or_default() {
-            match k {
-                ResKind::Fb => self.blocks.set(i, false),
-                ResKind::Sb => self.sbs.set(i, false),
-                ResKind::Pb => self.pbs.set(i, false),
-                _ => {}
-            }
-        }
+        self.release(addr);
         let src = crate::block::SparseMem::from_bytes(name, bytes.to_vec());
         self.place(&mut fd, &src, Provisioning::Thin)?;
         if let Some(n) = self.nodes.get_mut(&addr) {
