@@ -178,10 +178,12 @@ def type_name(fd) -> str:
         return f"other:{int(fd.type)}"
 
 
-def sha256_of(fd) -> str:
+def sha256_of(fd, offset: int = 0, length: int | None = None) -> str:
+    """SHA-256 of `length` bytes of a file from `offset` (default: all of it)."""
     h = hashlib.sha256()
-    remaining = fd.size
+    remaining = fd.size - offset if length is None else length
     with fd.open() as stream:
+        stream.seek(offset)
         while remaining > 0:
             buf = stream.read(min(CHUNK, remaining))
             if not buf:
@@ -379,20 +381,6 @@ def load_manifest(path: str, image: str) -> dict[str, dict]:
     return out
 
 
-def range_sha256(vmfs: VMFS, path: str, offset: int, length: int) -> str:
-    h = hashlib.sha256()
-    with vmfs.get(path).open() as stream:
-        stream.seek(offset)
-        remaining = length
-        while remaining > 0:
-            buf = stream.read(min(CHUNK, remaining))
-            if not buf:
-                raise OSError(f"short read at {offset + length - remaining}")
-            h.update(buf)
-            remaining -= len(buf)
-    return h.hexdigest()
-
-
 def diff_truth(vmfs: VMFS, entries: list[dict], truth_path: str) -> list[str]:
     """Compare the oracle with a forge ground truth: the live tree, types, sizes, symlink
     targets, and content (whole-file SHA-256 at any size, or the per-block hashes of huge sparse
@@ -424,7 +412,7 @@ def diff_truth(vmfs: VMFS, entries: list[dict], truth_path: str) -> list[str]:
                 if got != t["sha256"]:
                     problems.append(f"{path}: sha256 {got} != {t['sha256']}")
             for b in t.get("block_hashes") or []:
-                got = range_sha256(vmfs, path, b["offset"], b["len"])
+                got = sha256_of(vmfs.get(path), b["offset"], b["len"])
                 if got != b["sha256"]:
                     problems.append(f"{path}: block at {b['offset']}: sha256 {got} != {b['sha256']}")
         except Exception as e:  # noqa: BLE001
