@@ -14,4 +14,5 @@ pub mod datastore;
 pub mod extract;
 pub mod forge;
 pub mod le;
+pub mod vdisk;
 pub mod vmfs;

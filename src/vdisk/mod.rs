@@ -1,0 +1,23 @@
+//! Virtual disks: VMDK descriptors and extents (flat, hosted sparse, streamOptimized, COWD
+//! vmfsSparse, SEsparse), snapshot chains, and the assembled disk as a [`BlockSource`] whose
+//! `data_ranges` skip holes and whose `unreadable` names what could not be read.
+//!
+//! Files come from a [`files::Files`]: a local folder or a VMFS volume, so a VMDK is read the
+//! same way wherever it lies.
+//!
+//! [`BlockSource`]: crate::block::BlockSource
+
+pub mod chain;
+pub mod cowd;
+pub mod descriptor;
+pub mod error;
+pub mod extent;
+pub mod files;
+pub mod sesparse;
+pub mod sparse;
+
+pub use chain::{Layer, VirtualDisk, open};
+pub use descriptor::{Descriptor, ExtentLine};
+pub use error::VdiskError;
+pub use extent::{Alloc, ExtentReader};
+pub use files::{Files, LocalFiles, VmfsFiles};
