@@ -85,6 +85,9 @@ pub enum Command {
     /// Write a test datastore as ESXi lays it out, with realistic content, damaged as a
     /// scenario says, and its ground truth.
     Forge(ForgeArgs),
+    /// Virtual disks (VMDK chains): inspect, read, convert.
+    #[command(subcommand)]
+    Vdisk(VdiskCommand),
     /// Build a small damaged datastore in a temporary folder and show what vmfs-rescue sees.
     Demo {
         /// Where to build it (default: a new folder under the system's temp directory).
@@ -117,6 +120,50 @@ pub struct ForgeArgs {
     /// Image files to write: one, or two for a volume spanned over two devices. The ground
     /// truth goes to FIRST.truth.json.
     pub outs: Vec<PathBuf>,
+}
+
+/// Where a virtual disk is: a local descriptor, or a path inside a VMFS volume.
+#[derive(Args, Debug)]
+pub struct VdiskSource {
+    /// The VMDK (leaf descriptor, or monolithic sparse file); with --path, the image files or
+    /// devices of the VMFS volume that holds it.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The VMDK's path inside the VMFS volume on FILES.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// The volume to use (label, FS UUID or LV UUID) when FILES hold several.
+    #[arg(long)]
+    pub volume: Option<String>,
+}
+
+/// `vdisk` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum VdiskCommand {
+    /// Format, size, chain (CID, parentCID, file of each link), extents, allocation, problems.
+    Info {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        src: VdiskSource,
+    },
+    /// Write the virtual content to standard output.
+    Cat {
+        #[command(flatten)]
+        src: VdiskSource,
+    },
+    /// Write the virtual content to a sparse raw file, and print its SHA-256.
+    Convert {
+        #[command(flatten)]
+        src: VdiskSource,
+        /// Output file (never on a source).
+        #[arg(long)]
+        to: PathBuf,
+        /// Output format (raw; qcow2 is not written yet).
+        #[arg(long, default_value = "raw")]
+        format: String,
+    },
 }
 
 /// Parse the process arguments; bad usage exits with status 2.

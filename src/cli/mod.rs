@@ -5,6 +5,7 @@ mod cat;
 mod extract;
 mod forge;
 mod ls;
+mod vdisk;
 mod volumes;
 
 use anyhow::{Result, bail};
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.cmd {
         Command::Forge(a) => forge::run(&a),
         Command::Demo { dir } => forge::demo(dir),
+        Command::Vdisk(c) => vdisk::run(c),
         Command::Volumes { json, sources } => volumes::run(&sources, json),
         Command::Ls { recursive, json, select, path } => ls::run(&select, &path, recursive, json),
         Command::Cat { select, path } => cat::run(&select, &path),

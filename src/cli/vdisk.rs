@@ -1,0 +1,129 @@
+//! `vmfs-rescue vdisk`: VMDK chains, local or inside a VMFS volume.
+
+use super::args::{Select, VdiskCommand, VdiskSource};
+use super::{Outcome, UsageError, open_selected};
+use anyhow::{Result, bail};
+use serde_json::json;
+use std::sync::Arc;
+use vmfs_rescue::block::BlockSource;
+use vmfs_rescue::extract::{CopyOptions, Sink, copy, copy_to_file};
+use vmfs_rescue::vdisk::{self, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
+
+/// Open the disk the arguments name.
+fn open(src: &VdiskSource) -> Result<VirtualDisk> {
+    match &src.path {
+        Some(p) => {
+            let (_stores, fs) = open_selected(&Select { sources: src.files.clone(), volume: src.volume.clone() })?;
+            let p = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
+            Ok(vdisk::open(&VmfsFiles(Arc::clone(&fs)), &p)?)
+        }
+        None => {
+            let [file] = src.files.as_slice() else {
+                bail!(UsageError("give one VMDK, or the volume's sources with --path".into()));
+            };
+            if !file.exists() {
+                bail!(UsageError(format!("{}: no such file", file.display())));
+            }
+            Ok(vdisk::open(&LocalFiles, &local_path(file))?)
+        }
+    }
+}
+
+fn report(d: &VirtualDisk) -> Outcome {
+    for p in &d.problems {
+        eprintln!("warning: {p}");
+    }
+    if d.problems.is_empty() { Outcome::Clean } else { Outcome::Damaged }
+}
+
+pub fn run(c: VdiskCommand) -> Result<Outcome> {
+    match c {
+        VdiskCommand::Info { json, src } => {
+            let d = open(&src)?;
+            let allocated: u64 = d.data_ranges(0..d.len()).iter().map(|r| r.end - r.start).sum();
+            let links: Vec<_> = d
+                .layers
+                .iter()
+                .map(|l| {
+                    json!({
+                        "file": l.path,
+                        "create_type": l.desc.create_type(),
+                        "cid": l.desc.cid().map(|c| format!("{c:08x}")),
+                        "parent_cid": l.desc.parent_cid().map(|c| format!("{c:08x}")),
+                        "parent_hint": l.desc.parent_hint(),
+                        "capacity": l.capacity,
+                        "extents": l.desc.extents.iter().map(|e| json!({
+                            "access": e.access, "type": e.kind, "file": e.file,
+                            "sectors": e.sectors, "offset": e.offset,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            if json {
+                let v = json!({
+                    "format": "vmdk",
+                    "variant": d.layers.first().map(|l| l.desc.create_type().to_string()),
+                    "virtual_size": d.len(),
+                    "allocated": allocated,
+                    "chain": links,
+                    "problems": d.problems,
+                });
+                println!("{v}");
+            } else {
+                println!("vmdk {}  virtual size {} bytes, {allocated} bytes allocated", d.name(), d.len());
+                for (i, l) in d.layers.iter().enumerate() {
+                    println!(
+                        "  link {i}: {}  {}  CID {}  parentCID {}",
+                        l.path,
+                        l.desc.create_type(),
+                        l.desc.cid().map_or("-".into(), |c| format!("{c:08x}")),
+                        l.desc.parent_cid().map_or("-".into(), |c| format!("{c:08x}"))
+                    );
+                    for e in &l.desc.extents {
+                        println!(
+                            "    {} {} {} {} sectors",
+                            e.access,
+                            e.kind,
+                            e.file.as_deref().unwrap_or("-"),
+                            e.sectors
+                        );
+                    }
+                }
+            }
+            Ok(report(&d))
+        }
+        VdiskCommand::Cat { src } => {
+            let d = open(&src)?;
+            let outcome = report(&d);
+            let mut out = std::io::stdout();
+            let r = copy(&d, Sink::Stream(&mut out), CopyOptions { hole_hash_limit: 0, hash: false })?;
+            for u in &r.unreadable {
+                eprintln!("unreadable bytes {:#x}..{:#x} (written as zeros)", u.start, u.end);
+            }
+            Ok(if r.unreadable.is_empty() { outcome } else { Outcome::Damaged })
+        }
+        VdiskCommand::Convert { src, to, format } => {
+            if format != "raw" {
+                bail!(UsageError(format!("--format {format}: only raw is written yet")));
+            }
+            let d = open(&src)?;
+            let outcome = report(&d);
+            let dir = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if let Some(s) = vmfs_rescue::datastore::dest_on_source(dir, &src.files) {
+                bail!(UsageError(format!("{} is on source {}", to.display(), s.display())));
+            }
+            if src.files.iter().any(|f| f.canonicalize().ok() == to.canonicalize().ok()) {
+                bail!(UsageError("the output is an input".into()));
+            }
+            let r = copy_to_file(&d, &to, CopyOptions::default())?;
+            match &r.sha256 {
+                Some(h) => println!("{h}  {}", to.display()),
+                None => println!("(sparse: per-range hashes only)  {}", to.display()),
+            }
+            for u in &r.unreadable {
+                eprintln!("unreadable bytes {:#x}..{:#x} (written as zeros)", u.start, u.end);
+            }
+            Ok(if r.unreadable.is_empty() { outcome } else { Outcome::Damaged })
+        }
+    }
+}
