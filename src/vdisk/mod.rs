@@ -13,6 +13,7 @@ pub mod descriptor;
 pub mod error;
 pub mod extent;
 pub mod files;
+pub mod grains;
 pub mod sesparse;
 pub mod sparse;
 
