@@ -111,7 +111,10 @@ pub fn open(name: &str, src: Source, len: u64) -> Result<Box<dyn ExtentReader>> 
     if gd_end > src.len() {
         return Err(corrupt(
             24,
-            format!("grain directory {gd_start:#x}..{gd_end:#x} ({num_gde} entries) ends past the file ({:#x})", src.len()),
+            format!(
+                "grain directory {gd_start:#x}..{gd_end:#x} ({num_gde} entries) ends past the file ({:#x})",
+                src.len()
+            ),
         ));
     }
     let gd_bytes = read_meta(&src, gd_start, (need * 4) as usize)

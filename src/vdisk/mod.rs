@@ -9,6 +9,8 @@
 
 pub mod chain;
 pub mod cowd;
+#[cfg(test)]
+mod delta_tests;
 pub mod descriptor;
 pub mod error;
 pub mod extent;

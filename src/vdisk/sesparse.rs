@@ -50,11 +50,7 @@ impl Ses {
             1 | 2 => Grain::Zero,
             3 => {
                 let g = ((gte >> 48) & 0xFFF) | ((gte & 0x0000_FFFF_FFFF_FFFF) << 12);
-                if g < self.grains.1 {
-                    Grain::Data(self.grains.0 + g * GRAIN_SECTORS * 512)
-                } else {
-                    Grain::Unreadable
-                }
+                if g < self.grains.1 { Grain::Data(self.grains.0 + g * GRAIN_SECTORS * 512) } else { Grain::Unreadable }
             }
             _ => Grain::Unreadable,
         }
@@ -110,7 +106,10 @@ pub fn open(name: &str, src: Source, len: u64) -> Result<Box<dyn ExtentReader>> 
         return Err(corrupt(0, format!("constMagic {:#x}, not {SESPARSE_MAGIC:#x}", u64_at(&h, 0))));
     }
     if u64_at(&h, 8) != VERSION {
-        return Err(VdiskError::Unsupported { file: name.into(), what: format!("SEsparse version {:#x}", u64_at(&h, 8)) });
+        return Err(VdiskError::Unsupported {
+            file: name.into(),
+            what: format!("SEsparse version {:#x}", u64_at(&h, 8)),
+        });
     }
     let cap_sectors = u64_at(&h, 16);
     for (at, want, what) in [(24, GRAIN_SECTORS, "grainSize"), (32, GT_SECTORS, "grainTableSize")] {
@@ -119,7 +118,10 @@ pub fn open(name: &str, src: Source, len: u64) -> Result<Box<dyn ExtentReader>> 
         }
     }
     if u64_at(&h, 40) != 0 {
-        return Err(VdiskError::Unsupported { file: name.into(), what: format!("SEsparse flags {:#x}", u64_at(&h, 40)) });
+        return Err(VdiskError::Unsupported {
+            file: name.into(),
+            what: format!("SEsparse flags {:#x}", u64_at(&h, 40)),
+        });
     }
     let mut problems = Vec::new();
     // qemu also refuses non-zero reserved fields and padding; they change no offset we use, so
@@ -138,7 +140,10 @@ pub fn open(name: &str, src: Source, len: u64) -> Result<Box<dyn ExtentReader>> 
     let coverage = GT_ENTRIES * GRAIN_SECTORS * 512;
     let need = capacity.div_ceil(coverage);
     if need.saturating_mul(8) > gd.1 {
-        return Err(corrupt(136, format!("grain directory of {} bytes; capacity {capacity} needs {need} entries", gd.1)));
+        return Err(corrupt(
+            136,
+            format!("grain directory of {} bytes; capacity {capacity} needs {need} entries", gd.1),
+        ));
     }
     let gd_end = gd.0 + need * 8;
     if gd_end > src.len() {

@@ -94,7 +94,8 @@ fn cowd_and_sesparse_chain_match_qemu() {
 
     let mut d2 = Delta::new(d1.merged()).unwrap();
     scribble(&mut d2, &mut rng, 3);
-    let c2 = Descriptor::delta("base-000002", &c1, "base-000001.vmdk", DiskKind::SeSparse, 0x3333_4444, [2; 12]).unwrap();
+    let c2 =
+        Descriptor::delta("base-000002", &c1, "base-000001.vmdk", DiskKind::SeSparse, 0x3333_4444, [2; 12]).unwrap();
     write_sparse_file(&p("base-000002-sesparse.vmdk"), &sesparse_extent(&d2, &SesparseOptions::default()).unwrap())
         .unwrap();
     std::fs::write(p("base-000002.vmdk"), c2.text()).unwrap();
@@ -141,6 +142,14 @@ fn real_esxi_sesparse_extent() {
     disk.read_at(16 << 20, &mut b).unwrap();
     assert!(b.iter().all(|&x| x == 0));
     assert_eq!(sha(&disk), "3afa48010241335528fe402f083fc9f3a1013a49485221443a78d9a8604e2f90");
+    // Every grain holds 'a', so the content cannot tell grain slots apart: check the entry
+    // encoding on the raw bytes. GD at sector 0x1000 names GT slot 0 (type 1); GT slot 0 at
+    // sector 0x1800 maps grain k to slot k with the 12/48-bit shuffle (type 3).
+    let raw = std::fs::read(&ext).unwrap();
+    let q = |off: usize| u64::from_le_bytes(raw[off..off + 8].try_into().unwrap());
+    assert_eq!(q(0x1000 * 512), 0x1000_0000_0000_0000);
+    assert_eq!(q(0x1800 * 512 + 8), 0x3001_0000_0000_0000);
+    assert_eq!(q(0x1800 * 512 + 8 * 4095), 0x3FFF_0000_0000_0000);
 }
 
 fn forge(dir: &Path, scenario: &str, version: u32) -> (PathBuf, Truth) {
