@@ -156,7 +156,7 @@ fn parent_candidates(files: &dyn Files, child: &str, hint: &str, want_cid: Optio
     if want_cid.is_some() {
         let dir = child.rsplit_once('/').map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
         for n in files.list(dir).unwrap_or_default() {
-            if n.ends_with(".vmdk") && !n.ends_with("-flat.vmdk") && !n.ends_with("-delta.vmdk") {
+            if n.ends_with(".vmdk") && !["-flat.vmdk", "-delta.vmdk", "-sesparse.vmdk"].iter().any(|s| n.ends_with(s)) {
                 c.push(resolve(child, &n));
             }
         }
@@ -195,7 +195,17 @@ pub fn open(files: &dyn Files, path: &str) -> Result<VirtualDisk> {
             }
         }
         match (found, fallback) {
-            (Some(p), _) => layers.push(p),
+            (Some(p), _) => {
+                // Found by the folder's CID search, not by the hint: say so (the hint is stale).
+                let base = hint.rsplit('/').next().unwrap_or(&hint);
+                if p.path.rsplit('/').next() != Some(base) {
+                    problems.push(format!(
+                        "{child_path}: parentFileNameHint {hint:?} not found; parent {} chosen by its CID",
+                        p.path
+                    ));
+                }
+                layers.push(p);
+            }
             (None, Some(p)) => {
                 problems.push(format!(
                     "CID mismatch: {child_path} expects parent CID {:08x}, {} has {}; reading it anyway (the parent was \

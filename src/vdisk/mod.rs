@@ -9,10 +9,13 @@
 
 pub mod chain;
 pub mod cowd;
+#[cfg(test)]
+mod delta_tests;
 pub mod descriptor;
 pub mod error;
 pub mod extent;
 pub mod files;
+pub mod grains;
 pub mod sesparse;
 pub mod sparse;
 
