@@ -10,4 +10,5 @@ mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
 mod util;
+mod vdisk;
 mod vmfs;
