@@ -8,7 +8,7 @@ use std::process::Command;
 use vmfs_rescue::block::BlockSource;
 use vmfs_rescue::vdisk::{LocalFiles, VirtualDisk, files::local_path, open};
 
-const ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
+static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
 
 /// SHA-256 of the whole virtual content: data ranges read in 1 MiB pieces, holes hashed as zeros.
 fn disk_sha(d: &VirtualDisk) -> String {
@@ -208,4 +208,67 @@ fn truncated_stream(img: &Path, dir: &Path) {
     assert!(x.iter().all(|&v| v == 0x61));
     assert!(lost > 0, "the cut lost nothing?");
     let _ = (same, bad);
+}
+
+fn le64(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+
+/// Damage: a primary GD pointing outside the file (the redundant copy is used), a VMware-layout
+/// stream cut before its footer (the grain map is rebuilt from the markers), and a compressed
+/// grain that no longer inflates (zeros, reported).
+#[test]
+fn damaged_sparse_files() {
+    let Some(root) = corpus() else { return };
+    let dir = root.join("vdisk/generated");
+    if !dir.is_dir() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+
+    // 1. Primary GD of ref-monolithicSparse (gdOffset at header byte 56) overwritten.
+    let mut b = std::fs::read(dir.join("ref-monolithicSparse.vmdk")).unwrap();
+    let gd = le64(&b, 56) as usize * 512;
+    b[gd..gd + 8].copy_from_slice(&[0xf0, 0xff, 0xff, 0x7f, 0xf0, 0xff, 0xff, 0x7f]);
+    let p = tmp.path().join("gd.vmdk");
+    std::fs::write(&p, &b).unwrap();
+    let d = open_path(&p);
+    assert_eq!(disk_sha(&d), "8ee5056a39bfbb292c5e449772c421a5c3afaa06a37033b0194293f669fed07d");
+    assert!(d.problems.iter().any(|p| p.contains("redundant")), "{:?}", d.problems);
+
+    // 2. The VMDKstream file (grains of 85 compressed bytes, one sector each, from byte 0x10000)
+    //    cut inside its 41st grain: footer gone, the 40 grains before the cut still read.
+    let full = open_path(&dir.join("ref-streamOptimized-vmdkstream.vmdk"));
+    let b = std::fs::read(dir.join("ref-streamOptimized-vmdkstream.vmdk")).unwrap();
+    let p = tmp.path().join("cut.vmdk");
+    std::fs::write(&p, &b[..0x10000 + 40 * 512 + 50]).unwrap();
+    let d = open_path(&p);
+    assert!(d.problems.iter().any(|p| p.contains("rebuilt from the stream markers")), "{:?}", d.problems);
+    let mut x = vec![0u8; 3 << 20];
+    d.read_at(0, &mut x).unwrap();
+    assert!(x[..40 << 16].iter().all(|&v| v == 0x61), "the first 40 grains must survive");
+    assert!(x[40 << 16..].iter().all(|&v| v == 0), "grains after the cut are lost");
+    let (mut a, mut c) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    for m in 0..64u64 {
+        full.read_at(m << 20, &mut a).unwrap();
+        d.read_at(m << 20, &mut c).unwrap();
+        assert!(a.iter().zip(&c).all(|(x, y)| x == y || *y == 0), "MiB {m}");
+    }
+    assert_ne!(disk_sha(&d), disk_sha(&full), "the cut must lose the last grains");
+
+    // 3. A compressed grain damaged in place: its 64 KiB read as zeros and are reported.
+    let mut b = std::fs::read(dir.join("ref-streamOptimized.vmdk")).unwrap();
+    let over = le64(&b, 64) as usize * 512; // first grain marker (LBA 0)
+    assert_eq!(le64(&b, over), 0);
+    for v in &mut b[over + 20..over + 60] {
+        *v ^= 0x55;
+    }
+    let p = tmp.path().join("bad-grain.vmdk");
+    std::fs::write(&p, &b).unwrap();
+    let d = open_path(&p);
+    let mut x = vec![0xffu8; 128 << 10];
+    d.read_at(0, &mut x).unwrap();
+    assert!(x[..64 << 10].iter().all(|&v| v == 0), "damaged grain reads as zeros");
+    assert!(x[64 << 10..].iter().all(|&v| v == 0x61), "the next grain is intact");
+    assert_eq!(d.unreadable(0..d.len()), vec![0..65536]);
 }

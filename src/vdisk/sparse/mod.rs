@@ -66,6 +66,9 @@ pub fn is_descriptor_container(src: &Source) -> bool {
     matches!(read_header(src, 0), Ok(Some(h)) if h.capacity == 0 && h.descriptor_offset != 0)
 }
 
+/// Inflated grains: FIFO order and contents.
+type GrainCache = (VecDeque<u64>, HashMap<u64, Arc<Vec<u8>>>);
+
 /// How grains are found.
 enum Index {
     Tables(Tables),
@@ -89,7 +92,7 @@ struct SparseExtent {
     index: Index,
     problems: Vec<String>,
     /// Inflated grains (FIFO, bounded).
-    inflated: Mutex<(VecDeque<u64>, HashMap<u64, Arc<Vec<u8>>>)>,
+    inflated: Mutex<GrainCache>,
     /// Grains that failed to inflate.
     failed: Mutex<BTreeSet<u64>>,
 }

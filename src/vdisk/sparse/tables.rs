@@ -83,7 +83,7 @@ impl Tables {
                 problems.push(format!(
                     "grain directory at sector {gd_offset}: {bad} entries point outside the file and there is no \
                      redundant copy: their {} MiB each read as zeros, reported",
-                    h.grain_bytes() * gtes as u64 >> 20
+                    (h.grain_bytes() * gtes as u64) >> 20
                 ));
                 (gd, None)
             }
