@@ -69,7 +69,9 @@ impl Layer {
                 "SPARSE" => {
                     // A monolithic sparse file holds its own (only) extent: the name in its
                     // embedded descriptor is often wrong (streamOptimized).
-                    let f = if kdmv && desc.extents.len() == 1 { src.clone() } else { files.open(&name)? };
+                    // A descriptor container (capacity 0) holds no grains: its extents are other files.
+                    let own = kdmv && desc.extents.len() == 1 && !super::sparse::is_descriptor_container(&src);
+                    let f = if own { src.clone() } else { files.open(&name)? };
                     super::sparse::open(&name, f, len)?
                 }
                 "VMFSSPARSE" => super::cowd::open(&name, files.open(&name)?, len)?,

@@ -10,5 +10,6 @@ mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
 mod util;
+mod vdisk;
 mod vdisk_chains;
 mod vmfs;
