@@ -50,7 +50,7 @@ pub struct VmPlan {
 }
 
 /// The standard VMs: a Linux web server (thin, ext4, one snapshot), a database VM
-/// (lazy-zeroed thick, FAT32), and a Windows server (eager-zeroed thick, NTFS).
+/// (lazy-zeroed thick, FAT32, one snapshot), and a Windows server (eager-zeroed thick, NTFS).
 pub fn standard_vms(small: bool) -> Vec<VmPlan> {
     let m = |big: u64, little: u64| if small { little } else { big };
     vec![
@@ -70,7 +70,7 @@ pub fn standard_vms(small: bool) -> Vec<VmPlan> {
             table: TableKind::Mbr,
             prov: Provisioning::LazyThick,
             capacity_mib: m(768, 64),
-            snapshot: false,
+            snapshot: true,
         },
         VmPlan {
             name: "win01",

@@ -133,7 +133,7 @@ pub fn forge(opts: &Options) -> Result<Truth, ForgeError> {
         }
         "snapshot-chain-broken" => {
             break_cid(&mut w, &mut pop, "web01")?;
-            break_hint(&mut w, &mut pop, "web01")?;
+            break_hint(&mut w, &mut pop, "db01")?;
         }
         _ => {}
     }
@@ -206,7 +206,7 @@ fn break_hint(w: &mut Writer, pop: &mut Populated, vm: &str) -> Result<(), Forge
         t.replace(&format!("parentFileNameHint=\"{vm}.vmdk\""), &format!("parentFileNameHint=\"{vm}-orig.vmdk\""))
     })?;
     if let Some(d) = pop.disks.iter_mut().find(|d| d.vm == vm) {
-        d.status = format!("{}+parent-missing", d.status).trim_start_matches("ok+").to_string();
+        d.status = if d.status == "ok" { "parent-missing".into() } else { format!("{}+parent-missing", d.status) };
     }
     Ok(())
 }
