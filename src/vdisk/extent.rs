@@ -18,6 +18,22 @@ pub enum Alloc {
     Unreadable,
 }
 
+/// Append piece `r` to a `map` answer, merging it with the last piece when they touch and
+/// agree; empty pieces are dropped.
+pub(crate) fn push_piece(out: &mut Vec<(Range<u64>, Alloc)>, r: Range<u64>, a: Alloc) {
+    if r.start >= r.end {
+        return;
+    }
+    if let Some((last, la)) = out.last_mut()
+        && *la == a
+        && last.end == r.start
+    {
+        last.end = r.end;
+        return;
+    }
+    out.push((r, a));
+}
+
 /// An extent reader. Offsets are bytes from the extent's start.
 pub trait ExtentReader: Send + Sync {
     /// Size of the extent in bytes (from the descriptor line).

@@ -3,6 +3,7 @@
 //! [`Grain`]s; this module turns them into `ExtentReader` answers, with a bounded table cache.
 
 use super::error::Result;
+use super::extent::push_piece as push;
 use super::extent::{Alloc, ExtentReader};
 use crate::block::Source;
 use std::collections::HashMap;
@@ -102,20 +103,6 @@ impl<F: GrainFormat> GrainExtent<F> {
             pos = piece_end;
         }
     }
-}
-
-fn push(out: &mut Vec<(Range<u64>, Alloc)>, r: Range<u64>, a: Alloc) {
-    if r.start >= r.end {
-        return;
-    }
-    if let Some((last, la)) = out.last_mut()
-        && *la == a
-        && last.end == r.start
-    {
-        last.end = r.end;
-        return;
-    }
-    out.push((r, a));
 }
 
 impl<F: GrainFormat> ExtentReader for GrainExtent<F> {

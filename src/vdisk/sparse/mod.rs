@@ -13,6 +13,7 @@ mod tables;
 
 use super::descriptor::MAX_DESCRIPTOR;
 use super::error::{Result, VdiskError};
+use super::extent::push_piece as push;
 use super::extent::{Alloc, ExtentReader};
 use crate::block::Source;
 use header::{GD_AT_END, Header};
@@ -171,20 +172,6 @@ pub fn open(name: &str, src: Source, len: u64) -> Result<Box<dyn ExtentReader>> 
         inflated: Mutex::new((VecDeque::new(), HashMap::new())),
         failed: Mutex::new(BTreeSet::new()),
     }))
-}
-
-fn push(out: &mut Vec<(Range<u64>, Alloc)>, r: Range<u64>, a: Alloc) {
-    if r.start >= r.end {
-        return;
-    }
-    if let Some((last, la)) = out.last_mut()
-        && *la == a
-        && last.end == r.start
-    {
-        last.end = r.end;
-        return;
-    }
-    out.push((r, a));
 }
 
 impl SparseExtent {
