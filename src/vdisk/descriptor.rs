@@ -122,7 +122,7 @@ fn parse_extent(line: &str) -> std::result::Result<ExtentLine, String> {
     let (file, offset) = match rest {
         Some(r) => {
             let end = r.find('"').ok_or("unterminated file name")?;
-            let offset = r[end + 1..].split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let offset: u64 = r[end + 1..].split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(0);
             (Some(r[..end].to_string()), offset)
         }
         None => (w.next().map(String::from), 0),
@@ -130,8 +130,9 @@ fn parse_extent(line: &str) -> std::result::Result<ExtentLine, String> {
     if kind != "ZERO" && file.as_deref().is_none_or(str::is_empty) {
         return Err(format!("{kind} extent without a file name"));
     }
-    if sectors.checked_mul(512).is_none() {
-        return Err("extent size overflows".into());
+    // Every byte offset derived later (offset·512 + size·512) must fit in 64 bits.
+    if sectors.checked_mul(512).and_then(|n| offset.checked_mul(512).and_then(|o| o.checked_add(n))).is_none() {
+        return Err("extent size or offset overflows".into());
     }
     Ok(ExtentLine { access, sectors, kind, file, offset })
 }
@@ -157,6 +158,7 @@ mod tests {
         assert!(Descriptor::parse("t", b"RW x FLAT \"a\"").is_err());
         assert!(Descriptor::parse("t", b"RW 99999999999999999999 FLAT \"a\"").is_err());
         assert!(Descriptor::parse("t", b"RW 4 FLAT").is_err());
+        assert!(Descriptor::parse("t", b"RW 4 FLAT \"a\" 99999999999999999").is_err());
         assert!(looks_like_descriptor(t));
         assert!(!looks_like_descriptor(b"KDMV\x01\0\0\0"));
     }
