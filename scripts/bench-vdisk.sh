@@ -65,9 +65,12 @@ if [[ ! -f "$WORK/chain-child2.vmdk" ]]; then
     log "generating the 3-level chain"
     rm -f "$WORK"/chain-*.vmdk
     cp --sparse=always "$WORK/sparse.vmdk" "$WORK/chain-base.vmdk"
-    (cd "$WORK" && qemu-img create -q -f vmdk -b chain-base.vmdk -F vmdk chain-child1.vmdk)
-    (cd "$WORK" && qemu-img create -q -f vmdk -b chain-child1.vmdk -F vmdk chain-child2.vmdk)
     for level in 1 2; do
+        # Created after its parent's writes: qemu changes a link's CID on its first write, and
+        # refuses to write to a child whose parentCID no longer matches.
+        parent=chain-child$((level - 1)).vmdk
+        ((level == 1)) && parent=chain-base.vmdk
+        (cd "$WORK" && qemu-img create -q -f vmdk -b "$parent" -F vmdk "chain-child$level.vmdk")
         args=()
         for ((k = 0; k < 200; k++)); do
             # scattered writes, 4 KiB..2 MiB, some unaligned to the 64 KiB grain
