@@ -3,7 +3,10 @@
 //! the directories' storage and the resource files, written at `finish`.
 
 use super::alloc::Bitmap;
-use super::encode::{Affinity, FdImage, Store, cluster_header, res_header, sfb_cluster_header};
+use super::encode::{
+    Affinity, FdImage, Store, cluster_header, lfb_cluster_header, lock, put_pointers, res_header, sfb_cluster_header,
+};
+use super::params::cluster_lock_type;
 use super::params::{ResKind, ResSpec};
 use super::{Placed, Provisioning, ROOT, Writer, dir, sys_addr};
 use crate::block::BlockSource;
@@ -139,8 +142,9 @@ impl Writer {
                 let off = self.res_offset(ResKind::Sb, i)?;
                 let (lo, hi) = (k * g.sbs, ((k + 1) * g.sbs).min(size));
                 // The whole sub-block, zero-padded: it may hold an older file's bytes.
-                self.t.write(off, &vec![0u8; g.sbs as usize])?;
-                self.copy(src, lo..hi, off)?;
+                let mut b = vec![0u8; g.sbs as usize];
+                src.read_at(lo, &mut b[..(hi - lo) as usize])?;
+                self.t.write(off, &b)?;
                 ptrs.push(self.sb_addr(i));
                 units.push((ResKind::Sb, i));
                 placed.extents.push((lo, off, g.sbs));
@@ -155,13 +159,9 @@ impl Writer {
             self.units.insert(fd.addr, units);
             return Ok(placed);
         }
-        let per_lfb = self.p.fbb.r;
-        let free_lfbs = (0..self.lfbs.len())
-            .filter(|&l| !self.lfbs.get(l) && self.blocks.count(l * per_lfb..(l + 1) * per_lfb) == 0)
-            .count() as u64;
         // Thick files take large file blocks while whole free ones remain (ESXi: "as much as
         // possible"); the forge does not mix LFBs and SFBs in one file.
-        let use_lfb = v6 && prov != Provisioning::Thin && size >= g.lfb && free_lfbs >= size.div_ceil(g.lfb);
+        let use_lfb = v6 && prov != Provisioning::Thin && size >= g.lfb && self.free_lfbs() >= size.div_ceil(g.lfb);
         let bs = if use_lfb { g.lfb } else { g.fbs };
         let nblocks = size.div_ceil(bs);
         // Blocks that hold data.
@@ -171,17 +171,13 @@ impl Writer {
                 data.insert(b);
             });
         }
-        let alloc_all = prov != Provisioning::Thin;
-        // Thick files: every leaf; thin files: only the allocated ones, sorted.
-        let mut leaves = vec![0u64; if alloc_all { nblocks as usize } else { 0 }];
-        let mut sparse_leaves: Vec<(u64, u64)> = Vec::new();
+        // Thick files allocate every block, thin files only those with data.
+        let targets: Vec<u64> =
+            if prov == Provisioning::Thin { data.iter().copied().collect() } else { (0..nblocks).collect() };
+        // Leaf pointers of allocated blocks, by block index (absent: a hole).
+        let mut leaves = BTreeMap::new();
         let mut num_blocks = 0u64;
         let mut num_tbz = 0u64;
-        let targets: Box<dyn Iterator<Item = u64>> = if alloc_all {
-            Box::new(0..nblocks)
-        } else {
-            Box::new(data.iter().copied().collect::<Vec<_>>().into_iter())
-        };
         for b in targets {
             let has_data = data.contains(&b);
             let (vol, ptr) = if use_lfb {
@@ -219,27 +215,24 @@ impl Writer {
             }
             num_blocks += 1;
             placed.extents.push((fstart, vol, bs));
-            if alloc_all {
-                leaves[b as usize] = ptr;
-            } else {
-                sparse_leaves.push((b, ptr));
-            }
+            leaves.insert(b, ptr);
         }
-        let leaf = |i: u64| -> u64 {
-            if alloc_all {
-                leaves[i as usize]
-            } else {
-                sparse_leaves.binary_search_by_key(&i, |x| x.0).map_or(0, |k| sparse_leaves[k].1)
+        // Entries `lo..hi` of the leaf level (0 for holes).
+        let slice = |lo: u64, hi: u64| -> Vec<u64> {
+            let mut v = vec![0u64; (hi - lo) as usize];
+            for (&b, &p) in leaves.range(lo..hi) {
+                v[(b - lo) as usize] = p;
             }
+            v
         };
         let per = g.ptrs_count as u64;
         let n = g.pb_entries;
         let (zla, top) = if nblocks <= per {
-            (ZLA_FB, (0..nblocks).map(leaf).collect::<Vec<_>>())
+            (ZLA_FB, slice(0, nblocks))
         } else if nblocks <= per * n {
             let mut top = Vec::new();
             for t in 0..nblocks.div_ceil(n) {
-                let entries: Vec<u64> = (t * n..((t + 1) * n).min(nblocks)).map(leaf).collect();
+                let entries = slice(t * n, ((t + 1) * n).min(nblocks));
                 top.push(self.pointer_block(&entries, &mut units, &mut placed)?);
             }
             (ZLA_PB, top)
@@ -252,7 +245,7 @@ impl Writer {
                     if first >= nblocks {
                         break;
                     }
-                    let entries: Vec<u64> = (first..(first + n).min(nblocks)).map(leaf).collect();
+                    let entries = slice(first, (first + n).min(nblocks));
                     mid.push(self.pointer_block(&entries, &mut units, &mut placed)?);
                 }
                 top.push(self.pointer_block(&mid, &mut units, &mut placed)?);
@@ -270,14 +263,8 @@ impl Writer {
         if v6 {
             fd.flags = if num_blocks > 0 { 0x9 } else { 0x1 };
             // The SFB clusters the file uses, tracked in its FD.
-            let clusters: std::collections::BTreeSet<u64> =
-                units.iter().filter(|(k, _)| *k == ResKind::Fb).map(|(_, b)| b / self.p.fbb.r).collect();
-            if let Some(&last) = clusters.last() {
-                fd.meta_7c = 1;
-                fd.affinity_bitmap = clusters.len() as u32;
-                fd.last_sfbc = last as u32;
-                fd.sfb_mask = clusters.iter().filter(|&&c| c < 64).fold(0, |m, c| m | 1 << c);
-            }
+            let sfbs = units.iter().filter(|(k, _)| *k == ResKind::Fb).map(|&(_, b)| b);
+            fd.track_sfb_clusters(sfbs, self.p.fbb.r);
         }
         fd.store = Store::Pointers(top);
         placed.zla = zla;
@@ -299,26 +286,30 @@ impl Writer {
         let (addr, off, unit) = self.new_pointer_block()?;
         let w = self.p.geo.ptr_width;
         let mut b = vec![0u8; self.p.geo.pb_entries as usize * w];
-        for (i, &e) in entries.iter().enumerate() {
-            b[i * w..(i + 1) * w].copy_from_slice(&e.to_le_bytes()[..w]);
-        }
+        put_pointers(&mut b, w, entries);
         self.t.write(off, &b)?;
         units.push(unit);
         placed.pointer_blocks.push(off);
         Ok(addr)
     }
 
-    /// A whole free LFB (512 SFBs none of which is in use).
-    fn alloc_lfb(&mut self) -> Result<u64, ForgeError> {
+    /// Whether LFB `l` is wholly free: not taken as an LFB, and none of its 512 SFBs in use.
+    fn lfb_free(&self, l: u64) -> bool {
         let per = self.p.fbb.r;
-        for l in 0..self.lfbs.len() {
-            if !self.lfbs.get(l) && self.blocks.count(l * per..(l + 1) * per) == 0 {
-                self.lfbs.set(l, true);
-                (l * per..(l + 1) * per).for_each(|k| self.blocks.set(k, true));
-                return Ok(l);
-            }
-        }
-        Err(self.full("large file block"))
+        !self.lfbs.get(l) && self.blocks.count(l * per..(l + 1) * per) == 0
+    }
+
+    fn free_lfbs(&self) -> u64 {
+        (0..self.lfbs.len()).filter(|&l| self.lfb_free(l)).count() as u64
+    }
+
+    /// A whole free LFB.
+    fn alloc_lfb(&mut self) -> Result<u64, ForgeError> {
+        let l = (0..self.lfbs.len()).find(|&l| self.lfb_free(l)).ok_or_else(|| self.full("large file block"))?;
+        let per = self.p.fbb.r;
+        self.lfbs.set(l, true);
+        (l * per..(l + 1) * per).for_each(|k| self.blocks.set(k, true));
+        Ok(l)
     }
 
     /// Clear the bitmap bits of every resource file `addr` holds (its data stays on disk).
@@ -416,11 +407,8 @@ impl Writer {
                 // The PB2 resource 0 maps the file (seen on VMFS6 .sbc.sf).
                 self.pb2s.set(0, true);
                 let off = self.res_offset(ResKind::Pb2, 0)?;
-                let w = self.p.geo.ptr_width;
                 let mut b = vec![0u8; self.p.pb2.rs as usize];
-                for (i, p) in ptrs.iter().enumerate() {
-                    b[i * w..(i + 1) * w].copy_from_slice(&p.to_le_bytes()[..w]);
-                }
+                put_pointers(&mut b, self.p.geo.ptr_width, &ptrs);
                 self.t.write(off, &b)?;
                 Store::Pointers(vec![ZLA_PB2.into()])
             } else {
@@ -432,12 +420,7 @@ impl Writer {
                     n.fd.flags = 0x8;
                     n.fd.num_pbs = 1;
                     // It tracks the SFB clusters it grew into after format.
-                    let per = self.p.fbb.r;
-                    let cl: std::collections::BTreeSet<u64> = self.sbc_grown.iter().map(|b| b / per).collect();
-                    n.fd.last_sfbc = cl.last().copied().unwrap_or(0) as u32;
-                    n.fd.affinity_bitmap = cl.len() as u32;
-                    n.fd.sfb_mask = cl.iter().filter(|&&c| c < 64).fold(0, |m, c| m | 1 << c);
-                    n.fd.meta_7c = 1;
+                    n.fd.track_sfb_clusters(self.sbc_grown.iter().copied(), self.p.fbb.r);
                 }
                 n.fd.store = store;
             }
@@ -452,13 +435,13 @@ impl Writer {
         }
         for (file, spec, bm) in specs {
             self.sys_write(file, 0, &res_header(&self.p, &spec, None))?;
-            self.write_clusters(file, &spec, bm, 0)?;
+            self.write_clusters(file, &spec, bm)?;
         }
         let fbb = self.p.fbb.clone();
         match self.p.lfb.clone() {
             None => {
                 self.sys_write(sys_addr(1), 0, &res_header(&self.p, &fbb, None))?;
-                self.write_clusters(sys_addr(1), &fbb, &self.blocks, 0)?;
+                self.write_clusters(sys_addr(1), &fbb, &self.blocks)?;
             }
             Some(lfb) => {
                 self.sys_write(sys_addr(1), 0, &res_header(&self.p, &lfb, None))?;
@@ -467,26 +450,11 @@ impl Writer {
                 let converted = (0..lfb.n).filter(|&l| !self.lfbs.get(l)).count() as u32;
                 crate::le::put_u32(&mut child, 0x54, converted);
                 self.sys_write(sys_addr(1), 0x1000, &child)?;
-                // Parent clusters: 3 bits per LFB, 4 = converted to an SFB cluster.
+                // Parent clusters: 3 bits per LFB.
                 for cl in 0..lfb.clusters() {
                     let off = lfb.cluster_header(cl);
                     let vol = self.sys_offset(sys_addr(1), off)?;
-                    let mut h = cluster_header(&self.p, &lfb, cl, vol, &|i| self.lfbs.get(cl * lfb.r + i));
-                    let m = self.p.geo.md as usize;
-                    h[m + 0x80..m + 0x80 + 6].fill(0);
-                    let total = lfb.in_cluster(cl);
-                    let mut bits = 0u64;
-                    for i in 0..total {
-                        let v: u64 = if self.lfbs.get(cl * lfb.r + i) { 0 } else { 4 };
-                        bits |= v << (3 * i);
-                    }
-                    h[m + 0x80..m + 0x88].copy_from_slice(&bits.to_le_bytes());
-                    crate::le::put_u16(&mut h[m..], 0x22, 0);
-                    // Bits-per-resource mask, and one 8-byte record per LFB (0xff as formatted).
-                    h[m + 0x2A] = 7;
-                    for i in 0..total as usize {
-                        h[m + 0xE0 + 8 * i] = 0xFF;
-                    }
+                    let h = lfb_cluster_header(&self.p, &lfb, cl, vol, &|i| self.lfbs.get(cl * lfb.r + i));
                     self.sys_write(sys_addr(1), off, &h)?;
                 }
                 // Which FDs hold blocks in each SFB cluster.
@@ -522,17 +490,15 @@ impl Writer {
         if let Some(j) = self.p.jbc.clone() {
             self.sys_write(sys_addr(8), 0, &res_header(&self.p, &j, None))?;
             let none = Bitmap::new(j.n);
-            self.write_clusters(sys_addr(8), &j, &none, 0)?;
-            // .unmap.sf: 1024 resources of 4 KiB, no clusters.
-            let u = ResSpec { kind: ResKind::Jb, r: 0, c: 0, rs: 0x1000, n: 1024, cgo: 0x10000, hdr: 0 };
-            let mut h = res_header(&self.p, &u, None);
-            crate::le::put_u32(&mut h, 0x28, 0);
-            crate::le::put_u16(&mut h, 0x2C, 0);
-            self.sys_write(sys_addr(9), 0, &h)?;
-            let mut rec = vec![0u8; 0x1000];
+            self.write_clusters(sys_addr(8), &j, &none)?;
+        }
+        if let Some(u) = self.p.unmap.clone() {
+            // .unmap.sf: its header, then one bare lock record per resource, no clusters.
+            self.sys_write(sys_addr(9), 0, &res_header(&self.p, &u, None))?;
+            let mut rec = vec![0u8; u.rs as usize];
             for i in 0..u.n {
                 let off = u.cgo + i * u.rs;
-                super::encode::lock(&mut rec, super::encode::LOCK_TYPE_UNMAP, self.sys_offset(sys_addr(9), off)?, 1);
+                lock(&mut rec, cluster_lock_type(u.kind), self.sys_offset(sys_addr(9), off)?, 1);
                 self.sys_write(sys_addr(9), off, &rec)?;
             }
         }
@@ -548,11 +514,11 @@ impl Writer {
         Ok(())
     }
 
-    fn write_clusters(&self, file: u32, spec: &ResSpec, bm: &Bitmap, first: u64) -> Result<(), ForgeError> {
+    fn write_clusters(&self, file: u32, spec: &ResSpec, bm: &Bitmap) -> Result<(), ForgeError> {
         for cl in 0..spec.clusters() {
             let off = spec.cluster_header(cl);
             let vol = self.sys_offset(file, off)?;
-            let h = cluster_header(&self.p, spec, cl, vol, &|i| bm.get(first + cl * spec.r + i));
+            let h = cluster_header(&self.p, spec, cl, vol, &|i| bm.get(cl * spec.r + i));
             self.sys_write(file, off, &h)?;
         }
         Ok(())

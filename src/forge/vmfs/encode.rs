@@ -132,17 +132,22 @@ impl FdImage {
                 if p.v6() && self.sfb_mask != 0 {
                     put_u64(&mut b, g.data_off, self.sfb_mask);
                 }
-                for (i, &v) in ptrs.iter().take(g.ptrs_count).enumerate() {
-                    let o = g.ptrs_off + i * g.ptr_width;
-                    if g.ptr_width == 8 {
-                        put_u64(&mut b, o, v);
-                    } else {
-                        put_u32(&mut b, o, v as u32);
-                    }
-                }
+                let n = ptrs.len().min(g.ptrs_count);
+                put_pointers(&mut b[g.ptrs_off..], g.ptr_width, &ptrs[..n]);
             }
         }
         b
+    }
+
+    /// Record, as VMFS6 FDs do, the SFB clusters (of `per` SFBs each) that `blocks` lie in.
+    pub fn track_sfb_clusters(&mut self, blocks: impl Iterator<Item = u64>, per: u64) {
+        let clusters: std::collections::BTreeSet<u64> = blocks.map(|b| b / per).collect();
+        if let Some(&last) = clusters.last() {
+            self.meta_7c = 1;
+            self.affinity_bitmap = clusters.len() as u32;
+            self.last_sfbc = last as u32;
+            self.sfb_mask = clusters.iter().filter(|&&c| c < 64).fold(0, |m, c| m | 1 << c);
+        }
     }
 
     /// The FD as ESXi leaves it after a delete: unlinked, length and block map cleared,
@@ -166,12 +171,19 @@ impl FdImage {
     }
 }
 
+/// Block pointers as stored: little-endian u32 (VMFS3/5) or u64 (VMFS6) of `width` bytes.
+pub fn put_pointers(b: &mut [u8], width: usize, ptrs: &[u64]) {
+    for (slot, v) in b.chunks_exact_mut(width).zip(ptrs) {
+        slot.copy_from_slice(&v.to_le_bytes()[..width]);
+    }
+}
+
 /// Flags word of a VMFS6 resource file header (`FS3_ResFileMetadata.flags`), as observed.
 fn res_flags(k: ResKind, child: bool) -> u32 {
     match (k, child) {
         (ResKind::Lfb, _) => 0x35,
         (ResKind::Fb, true) => 0x2A,
-        (ResKind::Jb, _) => 0,
+        (ResKind::Jb | ResKind::Unmap, _) => 0,
         _ => 0x4,
     }
 }
@@ -238,6 +250,28 @@ pub fn cluster_header(p: &Params, s: &ResSpec, cl: u64, self_off: u64, used: &dy
         put_u32(m, 0x08, (total - used_n) as u32);
         put_u32(m, 0x0C, next_free as u32);
         bitmap_free(&mut m[0x10..], total, used);
+    }
+    b
+}
+
+/// The header of VMFS6 LFB parent cluster `cl` in .fbb.sf: 3 bits per LFB (4 = converted into
+/// an SFB cluster; 0 = in use as a large block, a guess: no sample has one), the bits-per-
+/// resource mask 7, and one 8-byte record per LFB holding 0xff, as ESXi formats it.
+pub fn lfb_cluster_header(p: &Params, s: &ResSpec, cl: u64, self_off: u64, used: &dyn Fn(u64) -> bool) -> Vec<u8> {
+    let mut b = vec![0u8; s.hdr as usize];
+    lock(&mut b, cluster_lock_type(s.kind), self_off, 1);
+    let m = &mut b[p.geo.md as usize..];
+    let total = s.in_cluster(cl);
+    put_u32(m, 0x10, RCMD_SIGNATURE);
+    put_u64(m, 0x18, cl);
+    put_u16(m, 0x20, total as u16);
+    m[0x2A] = 7;
+    put_u32(m, 0x30, 1);
+    put_u32(m, 0x7C, (0..total).find(|&i| !used(i)).unwrap_or(0) as u32);
+    let bits = (0..total).fold(0u64, |acc, i| acc | (if used(i) { 0 } else { 4 }) << (3 * i));
+    put_u64(m, 0x80, bits);
+    for i in 0..total as usize {
+        m[0xE0 + 8 * i] = 0xFF;
     }
     b
 }
@@ -318,6 +352,3 @@ pub fn sfb_cluster_header(
     }
     b
 }
-
-/// The lock records that fill VMFS6 .unmap.sf: one bare lock (type 0x10C00009) per 4 KiB.
-pub const LOCK_TYPE_UNMAP: u32 = 0x10C0_0009;

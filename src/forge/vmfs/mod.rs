@@ -161,7 +161,7 @@ impl Writer {
             None => self.p.fbb.file_len(),
         };
         let fdc_len = self.p.fdc.file_len();
-        let unmap_len: u64 = 0x41_0000;
+        let unmap_len = self.p.unmap.as_ref().map_or(0, ResSpec::file_len);
         // Order seen on ESXi 8: .vh.sf, first .fdc.sf block, root, .fbb.sf, rest of .fdc.sf, ...
         self.take_blocks(sys_addr(5), blocks_of(vh_len))?;
         self.take_blocks(sys_addr(2), 1)?;

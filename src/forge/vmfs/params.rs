@@ -23,6 +23,8 @@ pub enum ResKind {
     Jb,
     /// Large file blocks (VMFS6): the parent level of .fbb.sf.
     Lfb,
+    /// UNMAP tracking records (VMFS6 .unmap.sf): resources without clusters.
+    Unmap,
 }
 
 pub const MIB: u64 = 1 << 20;
@@ -38,6 +40,7 @@ pub fn cluster_lock_type(k: ResKind) -> u32 {
             ResKind::Pb2 => 5,
             ResKind::Jb => 6,
             ResKind::Lfb => 7,
+            ResKind::Unmap => 8,
         }
 }
 
@@ -75,11 +78,12 @@ impl ResSpec {
         if self.r == 0 { 0 } else { self.n.div_ceil(self.r) }
     }
 
-    /// File length: the last group ends after its last resource.
+    /// File length: the last group ends after its last resource (resources without clusters,
+    /// as in .unmap.sf, follow the header directly).
     pub fn file_len(&self) -> u64 {
         let g = self.ncg();
         if g == 0 {
-            return self.cgo;
+            return self.cgo + self.n * self.rs;
         }
         let before = (g - 1) * self.r * self.c;
         self.cgo + (g - 1) * self.cgs() + self.c * self.hdr + (self.n - before) * self.rs
@@ -125,6 +129,8 @@ pub struct Params {
     /// VMFS6 only: LFB parent clusters of .fbb.sf, and the journal blocks.
     pub lfb: Option<ResSpec>,
     pub jbc: Option<ResSpec>,
+    /// VMFS6 only: .unmap.sf, one 4 KiB lock record per heartbeat slot.
+    pub unmap: Option<ResSpec>,
     /// The formatting host (FS descriptor `hostUuid`).
     pub host_uuid: crate::le::VmwareUuid,
 }
@@ -157,7 +163,7 @@ impl Params {
         let md: u64 = if v6 { 4096 } else { 512 };
         let hdr = if v6 { 2 * md } else { 1024 };
         let spec = |kind, r, c, rs, n| ResSpec { kind, r, c, rs, n, cgo: 0x10000, hdr };
-        let (fdc, sbc, pbc, pb2, fbb, lfb, jbc);
+        let (fdc, sbc, pbc, pb2, fbb, lfb, jbc, unmap);
         if v6 {
             fdc = spec(ResKind::Fd, 256, 8, 2 * md, 16384);
             sbc = spec(ResKind::Sb, 256, 8, 0x10000, 16384);
@@ -166,6 +172,7 @@ impl Params {
             fbb = ResSpec { kind: ResKind::Fb, r: 512, c: 8, rs: 0, n: blocks, cgo: 0x10000, hdr };
             lfb = Some(spec(ResKind::Lfb, 16, 8, hdr, vol_size / (512 * MIB)));
             jbc = Some(ResSpec { kind: ResKind::Jb, r: 8, c: 4, rs: 2 * MIB, n: 128, cgo: 0x10000, hdr });
+            unmap = Some(ResSpec { kind: ResKind::Unmap, r: 0, c: 0, rs: 0x1000, n: 1024, cgo: 0x10000, hdr: 0 });
         } else if v3 {
             // ESX 3.x: "max files 30720, ptr blocks 15680, sub blocks 3968" (vmkfstools -P);
             // 32 clusters per group everywhere (the VMFS3 sample of the reference).
@@ -177,6 +184,7 @@ impl Params {
             fbb = spec(ResKind::Fb, 200, 32, 0, blocks);
             lfb = None;
             jbc = None;
+            unmap = None;
         } else {
             // Fits 20352 FDs at 2 GiB (ESXi 8 sample) and the 130000 cap of vmkfstools.
             let fds = (blocks * 10).saturating_sub(128).clamp(8192, 130_000);
@@ -187,6 +195,7 @@ impl Params {
             fbb = spec(ResKind::Fb, 200, 64, 0, blocks);
             lfb = None;
             jbc = None;
+            unmap = None;
         }
         let desc = FsDescriptor {
             magic: VMFS_MAGIC,
@@ -247,6 +256,7 @@ impl Params {
             fbb,
             lfb,
             jbc,
+            unmap,
             host_uuid: id.host_uuid,
         };
         // The .pb2.sf and .sdd.sf FDs (system FDs 6 and 7) are also named by volume offset.
