@@ -90,6 +90,8 @@ pub struct Created {
     pub truth: TruthFile,
     /// Parent directory FD and name (for deletion).
     pub parent: u32,
+    /// Its FD address.
+    pub fd: u32,
     pub name: String,
 }
 
@@ -178,6 +180,7 @@ impl Filler<'_> {
                 ..Default::default()
             },
             parent,
+            fd,
             name: name.into(),
         });
         Ok(fd)
@@ -219,6 +222,7 @@ impl Filler<'_> {
                 ..Default::default()
             },
             parent,
+            fd: placed.fd,
             name: name.into(),
         });
         Ok(placed)
@@ -253,6 +257,7 @@ impl Filler<'_> {
                 ..Default::default()
             },
             parent,
+            fd,
             name: name.into(),
         });
         Ok(())

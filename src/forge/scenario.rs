@@ -214,13 +214,12 @@ fn break_hint(w: &mut Writer, pop: &mut Populated, vm: &str) -> Result<(), Forge
 /// Rewrite a small text file in place and update its truth.
 fn edit_text(w: &mut Writer, pop: &mut Populated, path: &str, f: impl Fn(&str) -> String) -> Result<(), ForgeError> {
     let c = pop.get(path).ok_or_else(|| ForgeError::Layout(format!("{path} was not created")))?.clone();
-    let fd = u32::from_str_radix(c.truth.fd.trim_start_matches("0x"), 16).unwrap_or(0);
-    let old = w.read_small(fd)?;
+    let old = w.read_small(c.fd)?;
     let new = f(&String::from_utf8_lossy(&old));
     if new.as_bytes() == old.as_slice() {
         return Err(ForgeError::Layout(format!("{path}: the edit changed nothing")));
     }
-    w.rewrite_small(c.parent, &c.name, new.as_bytes())?;
+    w.rewrite_small(c.fd, new.as_bytes())?;
     if let Some(e) = pop.files.iter_mut().find(|x| x.truth.path == path) {
         e.truth.size = new.len() as u64;
         e.truth.sha256 = Some(crate::extract::hex(&<sha2::Sha256 as sha2::Digest>::digest(new.as_bytes())));

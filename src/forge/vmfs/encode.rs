@@ -352,3 +352,31 @@ pub fn sfb_cluster_header(
     }
     b
 }
+
+/// The FS3 descriptor as ESXi writes it: the fields the reader models, and the ones it does
+/// not (journal slots, unmap settings, pointer-block shift, the VMFS6 tail past 0x170).
+pub fn fs_descriptor(p: &Params) -> Vec<u8> {
+    let mut desc = p.desc.encode();
+    if p.v6() {
+        desc.resize(0x200, 0);
+        put_u16(&mut desc, 0x112, 1);
+        put_u16(&mut desc, 0x13E, 16);
+        put_u16(&mut desc, 0x140, 44);
+        put_u32(&mut desc, 0x144, 0x10_0000);
+        put_u32(&mut desc, 0x148, 0x20_0000);
+        put_u32(&mut desc, 0x14C, 16000);
+        put_u32(&mut desc, 0x150, 4000);
+        put_u32(&mut desc, 0xDD, 0x40);
+        // Past the documented fields: the .unmap.sf FD (volume offset, address), then 0x80.
+        put_u64(&mut desc, 0x17F, p.system_fd_offset(9));
+        put_u32(&mut desc, 0x187, crate::vmfs::address::make_fd(0, 9));
+        put_u32(&mut desc, 0x18B, 0x80);
+    } else if !p.v3() {
+        put_u32(&mut desc, 0xDD, 8);
+    }
+    put_u64(&mut desc, 0xFD, 1);
+    // volInfo: LV UUID, then its snapshot ID.
+    put_u32(&mut desc, 0xC1, 1);
+    desc[0xED..0xFD].copy_from_slice(&p.host_uuid.0);
+    desc
+}

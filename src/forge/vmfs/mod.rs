@@ -111,6 +111,14 @@ fn sys_addr(r: u32) -> u32 {
     crate::vmfs::address::make_fd(0, r)
 }
 
+/// (cluster, resource) of FD address `addr`, through the reader's decoder.
+fn fd_slot(addr: u32) -> (u64, u64) {
+    match crate::vmfs::address::fd(addr) {
+        crate::vmfs::address::Addr::Fd { cluster, resource } => (cluster, resource),
+        _ => (0, 0),
+    }
+}
+
 impl Writer {
     /// Format a new VMFS on `t` (whose runs cover the volume). Writes nothing yet.
     pub fn format(p: Params, t: Target, time: u32) -> Result<Self, ForgeError> {
@@ -268,8 +276,7 @@ impl Writer {
 
     /// Volume offset of FD `addr`.
     pub fn fd_offset(&self, addr: u32) -> Result<u64, ForgeError> {
-        let cl = u64::from((addr >> 6) & 0xFFFF);
-        let res = u64::from((addr >> 22) & 0x3FF);
+        let (cl, res) = fd_slot(addr);
         self.sys_offset(sys_addr(2), self.p.fdc.resource(cl, res))
     }
 
@@ -320,12 +327,13 @@ impl Writer {
     }
 
     fn fd_index(&self, addr: u32) -> u64 {
-        u64::from((addr >> 6) & 0xFFFF) * self.p.fdc.r + u64::from((addr >> 22) & 0x3FF)
+        let (cl, res) = fd_slot(addr);
+        cl * self.p.fdc.r + res
     }
 
     fn base_fd(&mut self, addr: u32, kind: u32, mode: u32, parent: u32) -> FdImage {
         // A fresh FD slot's generation is its resource number + 1.
-        let generation = ((addr >> 22) & 0x3FF) + 1;
+        let generation = fd_slot(addr).1 as u32 + 1;
         let v6 = self.p.v6();
         FdImage {
             addr,
@@ -471,20 +479,12 @@ impl Writer {
         }
     }
 
-    /// Replace the content of small file `name` in `parent` (a descriptor or .vmx being edited
-    /// in place): its FD keeps its address; the new bytes take its resident area or
-    /// sub-block.
-    pub fn rewrite_small(&mut self, parent: u32, name: &str, bytes: &[u8]) -> Result<(), ForgeError> {
-        let addr = self
-            .nodes
-            .get(&parent)
-            .and_then(|n| n.dir.as_ref())
-            .and_then(|(_, es)| es.iter().find(|e| e.name == name))
-            .map(|e| e.fd)
-            .ok_or_else(|| ForgeError::Layout(format!("{name} not found")))?;
-        let mut fd = self.nodes[&addr].fd.clone();
+    /// Replace the content of small file `addr` (a descriptor or .vmx being edited in place):
+    /// its FD keeps its address; the new bytes take its resident area or sub-block.
+    pub fn rewrite_small(&mut self, addr: u32, bytes: &[u8]) -> Result<(), ForgeError> {
+        let mut fd = self.nodes.get(&addr).ok_or_else(|| ForgeError::Layout(format!("no FD {addr:#x}")))?.fd.clone();
         self.release(addr);
-        let src = crate::block::SparseMem::from_bytes(name, bytes.to_vec());
+        let src = crate::block::SparseMem::from_bytes("rewrite", bytes.to_vec());
         self.place(&mut fd, &src, Provisioning::Thin)?;
         if let Some(n) = self.nodes.get_mut(&addr) {
             n.fd = fd;
@@ -507,28 +507,7 @@ impl Writer {
         self.write_directories()?;
         self.write_resource_files()?;
         self.write_fds()?;
-        let mut desc = self.p.desc.encode();
-        if self.p.v6() {
-            desc.resize(0x200, 0);
-            crate::le::put_u16(&mut desc, 0x112, 1);
-            crate::le::put_u16(&mut desc, 0x13E, 16);
-            crate::le::put_u16(&mut desc, 0x140, 44);
-            crate::le::put_u32(&mut desc, 0x144, 0x10_0000);
-            crate::le::put_u32(&mut desc, 0x148, 0x20_0000);
-            crate::le::put_u32(&mut desc, 0x14C, 16000);
-            crate::le::put_u32(&mut desc, 0x150, 4000);
-            crate::le::put_u32(&mut desc, 0xDD, 0x40);
-            // Past the documented fields: the .unmap.sf FD (volume offset, address), then 0x80.
-            crate::le::put_u64(&mut desc, 0x17F, self.p.system_fd_offset(9));
-            crate::le::put_u32(&mut desc, 0x187, sys_addr(9));
-            crate::le::put_u32(&mut desc, 0x18B, 0x80);
-        } else if !self.p.v3() {
-            crate::le::put_u32(&mut desc, 0xDD, 8);
-        }
-        crate::le::put_u64(&mut desc, 0xFD, 1);
-        // volInfo: LV UUID, then its snapshot ID.
-        crate::le::put_u32(&mut desc, 0xC1, 1);
-        desc[0xED..0xFD].copy_from_slice(&self.p.host_uuid.0);
+        let desc = encode::fs_descriptor(&self.p);
         self.t.write(crate::vmfs::ondisk::FS_DESCRIPTOR_OFFSET, &desc)?;
         self.t.write(0x30_0000, &encode::heartbeats(&self.p))?;
         self.t.sync()?;
