@@ -20,14 +20,10 @@ fn zero(t: &Target, i: usize, off: u64, len: u64) -> Result<TruthRange, ForgeErr
 /// Image ranges of volume range `off..off+len`.
 fn on_images(t: &Target, off: u64, len: u64) -> Result<Vec<TruthRange>, ForgeError> {
     let mut out = Vec::new();
-    let mut pos = off;
-    while pos < off + len {
-        let (disk, doff, left) =
-            t.locate(pos).ok_or_else(|| ForgeError::Layout(format!("volume offset {pos:#x} outside the volume")))?;
-        let n = left.min(off + len - pos);
-        out.push(range(&super::scenario::file_name(&t.disks[disk].path), doff, n));
-        pos += n;
-    }
+    t.each_piece(off, len, |d, doff, r| {
+        out.push(range(&super::scenario::file_name(&d.path), doff, (r.end - r.start) as u64));
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -198,7 +198,7 @@ impl Target {
 
     /// Call `f(disk, disk offset, range of the request)` for each run piece of volume range
     /// `off..off+len`.
-    fn each_piece(
+    pub fn each_piece(
         &self,
         off: u64,
         len: u64,
