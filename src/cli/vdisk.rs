@@ -7,7 +7,7 @@ use serde_json::json;
 use std::sync::Arc;
 use vmfs_rescue::block::BlockSource;
 use vmfs_rescue::extract::{CopyOptions, Sink, copy, copy_to_file};
-use vmfs_rescue::vdisk::{self, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
+use vmfs_rescue::vdisk::{self, Format, Layer, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
 
 /// Open the disk the arguments name.
 fn open(src: &VdiskSource) -> Result<VirtualDisk> {
@@ -29,6 +29,31 @@ fn open(src: &VdiskSource) -> Result<VirtualDisk> {
     }
 }
 
+/// One link of the chain for `info --json`.
+fn layer_json(l: &Layer) -> serde_json::Value {
+    json!({
+        "file": l.path,
+        "format": l.format.name(),
+        "variant": l.variant,
+        "create_type": l.desc.as_ref().map(|d| d.create_type()),
+        "id": l.id,
+        "cid": l.desc.as_ref().and_then(|d| d.cid()).map(|c| format!("{c:08x}")),
+        "parent_cid": l.desc.as_ref().and_then(|d| d.parent_cid()).map(|c| format!("{c:08x}")),
+        "parent": l.parent.as_ref().map(|p| json!({
+            "names": p.hints, "id": p.id, "format": p.format.map(|f| f.name()),
+        })),
+        "parent_hint": l.parent.as_ref().and_then(|p| p.hints.first()),
+        "capacity": l.capacity,
+        "extents": l.desc.iter().flat_map(|d| &d.extents).map(|e| json!({
+            "access": e.access, "type": e.kind, "file": e.file,
+            "sectors": e.sectors, "offset": e.offset,
+        })).collect::<Vec<_>>(),
+        "rdm": l.rdm.iter().map(|m| json!({
+            "file": m.file, "type": m.kind, "target": m.target, "bytes": m.len,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn report(d: &VirtualDisk) -> Outcome {
     for p in &d.problems {
         eprintln!("warning: {p}");
@@ -41,28 +66,11 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
         VdiskCommand::Info { json, src } => {
             let d = open(&src)?;
             let allocated: u64 = d.data_ranges(0..d.len()).iter().map(|r| r.end - r.start).sum();
-            let links: Vec<_> = d
-                .layers
-                .iter()
-                .map(|l| {
-                    json!({
-                        "file": l.path,
-                        "create_type": l.desc.create_type(),
-                        "cid": l.desc.cid().map(|c| format!("{c:08x}")),
-                        "parent_cid": l.desc.parent_cid().map(|c| format!("{c:08x}")),
-                        "parent_hint": l.desc.parent_hint(),
-                        "capacity": l.capacity,
-                        "extents": l.desc.extents.iter().map(|e| json!({
-                            "access": e.access, "type": e.kind, "file": e.file,
-                            "sectors": e.sectors, "offset": e.offset,
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
+            let links: Vec<_> = d.layers.iter().map(layer_json).collect();
             if json {
                 let v = json!({
-                    "format": "vmdk",
-                    "variant": d.layers.first().map(|l| l.desc.create_type().to_string()),
+                    "format": d.layers.first().map(|l| l.format.name()),
+                    "variant": d.layers.first().map(|l| l.variant.clone()),
                     "virtual_size": d.len(),
                     "allocated": allocated,
                     "chain": links,
@@ -70,22 +78,33 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
                 });
                 println!("{v}");
             } else {
-                println!("vmdk {}  virtual size {} bytes, {allocated} bytes allocated", d.name(), d.len());
+                let f = d.layers.first().map_or("", |l| l.format.name());
+                println!("{f} {}  virtual size {} bytes, {allocated} bytes allocated", d.name(), d.len());
                 for (i, l) in d.layers.iter().enumerate() {
+                    let parent_id = l.parent.as_ref().and_then(|p| p.id.as_deref()).unwrap_or("-");
+                    let (id_word, pid_word) =
+                        if l.format == Format::Vmdk { ("CID", "parentCID") } else { ("id", "parent") };
                     println!(
-                        "  link {i}: {}  {}  CID {}  parentCID {}",
+                        "  link {i}: {}  {} {}  {id_word} {}  {pid_word} {parent_id}",
                         l.path,
-                        l.desc.create_type(),
-                        l.desc.cid().map_or("-".into(), |c| format!("{c:08x}")),
-                        l.desc.parent_cid().map_or("-".into(), |c| format!("{c:08x}"))
+                        l.format.name(),
+                        l.variant,
+                        l.id.as_deref().unwrap_or("-"),
                     );
-                    for e in &l.desc.extents {
+                    for e in l.desc.iter().flat_map(|d| &d.extents) {
                         println!(
                             "    {} {} {} {} sectors",
                             e.access,
                             e.kind,
                             e.file.as_deref().unwrap_or("-"),
                             e.sectors
+                        );
+                    }
+                    for m in &l.rdm {
+                        println!(
+                            "    raw device mapping {} -> {}",
+                            m.file,
+                            m.target.as_deref().unwrap_or("(target unknown)")
                         );
                     }
                 }

@@ -13,6 +13,11 @@ pub trait Files: Send + Sync {
     fn open(&self, path: &str) -> Result<Source>;
     /// Names in folder `dir`.
     fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// The device a raw-device-mapping file points at, when this namespace records it.
+    fn rdm_target(&self, path: &str) -> Option<String> {
+        let _ = path;
+        None
+    }
 }
 
 /// Join `rel` to the folder of `base`, resolving "." and ".." (never above the root).
@@ -60,6 +65,11 @@ impl Files for VmfsFiles {
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         let fd = self.0.lookup(if dir.is_empty() { "/" } else { dir })?;
         Ok(self.0.read_dir(&fd)?.into_iter().map(|e| e.name_lossy()).collect())
+    }
+    fn rdm_target(&self, path: &str) -> Option<String> {
+        let fd = self.0.lookup(path).ok()?;
+        let t = fd.rdm_target(&self.0.geo)?;
+        Some(format!("{} {} LUN {} ({})", t.vendor, t.model, t.lun, t.id))
     }
 }
 

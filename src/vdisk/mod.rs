@@ -1,5 +1,5 @@
 //! Virtual disks: VMDK descriptors and extents (flat, hosted sparse, streamOptimized, COWD
-//! vmfsSparse, SEsparse), snapshot chains, and the assembled disk as a [`BlockSource`] whose
+//! vmfsSparse, SEsparse), images of other formats (`image`), snapshot and backing chains, and the assembled disk as a [`BlockSource`] whose
 //! `data_ranges` skip holes and whose `unreadable` names what could not be read.
 //!
 //! Files come from a [`files::Files`]: a local folder or a VMFS volume, so a VMDK is read the
@@ -16,11 +16,15 @@ pub mod error;
 pub mod extent;
 pub mod files;
 pub mod grains;
+pub mod image;
+pub mod layer;
 pub mod sesparse;
 pub mod sparse;
 
-pub use chain::{Layer, VirtualDisk, open};
+pub use chain::{VirtualDisk, open, open_leaf};
 pub use descriptor::{Descriptor, ExtentLine};
 pub use error::VdiskError;
 pub use extent::{Alloc, ExtentReader};
 pub use files::{Files, LocalFiles, VmfsFiles};
+pub use image::{Format, Image, ParentRef};
+pub use layer::{Layer, RdmMapping};
