@@ -1,6 +1,7 @@
-//! Opening and reading a VMDK from hostile bytes: the input is split into a descriptor (up to
-//! its first 0xFF byte) and one extent file `e.bin`, or is one monolithic file when it starts
-//! with a binary magic. No panic, no unbounded allocation, and reads stay inside the disk.
+//! Opening and reading a virtual disk from hostile bytes: the input is split into a VMDK
+//! descriptor (up to its first 0xFF byte) and one extent file `e.bin`, or is one whole image
+//! when it starts (or, for footer formats, ends) with a known magic: KDMV, qcow2, VHD, VHDX,
+//! VDI, ... (`vdisk::image::detect`). No panic, no unbounded allocation, and reads stay inside the disk.
 // fuzz-smoke: -max_len=262144
 #![no_main]
 
@@ -27,8 +28,9 @@ fn src(name: &str, b: &[u8]) -> Source {
 
 fuzz_target!(|data: &[u8]| {
     let mut files = BTreeMap::new();
+    let whole = matches!(vmfs_rescue::vdisk::image::detect(&src("d", data)), Ok(Some(_)));
     match data.iter().position(|&b| b == 0xFF) {
-        Some(i) if !data.starts_with(b"KDMV") => {
+        Some(i) if !whole => {
             files.insert("/d.vmdk".to_string(), src("d.vmdk", &data[..i]));
             files.insert("/e.bin".to_string(), src("e.bin", &data[i + 1..]));
         }
