@@ -135,6 +135,9 @@ pub struct VdiskSource {
     /// The volume to use (label, FS UUID or LV UUID) when FILES hold several.
     #[arg(long)]
     pub volume: Option<String>,
+    /// Read the disk as it was at this snapshot (display name or uid from the VM's .vmsd).
+    #[arg(long)]
+    pub snapshot: Option<String>,
 }
 
 /// `vdisk` subcommands.

@@ -9,13 +9,20 @@ use vmfs_rescue::block::BlockSource;
 use vmfs_rescue::extract::{CopyOptions, Sink, copy, copy_to_file};
 use vmfs_rescue::vdisk::{self, Format, Layer, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
 
-/// Open the disk the arguments name.
+/// Open the disk the arguments name (at `--snapshot` when given).
 fn open(src: &VdiskSource) -> Result<VirtualDisk> {
+    let at = |files: &dyn vdisk::Files, d: VirtualDisk| -> Result<VirtualDisk> {
+        match &src.snapshot {
+            Some(name) => Ok(vdisk::snapshot::at_snapshot(files, d, name)?),
+            None => Ok(d),
+        }
+    };
     match &src.path {
         Some(p) => {
             let (_stores, fs) = open_selected(&Select { sources: src.files.clone(), volume: src.volume.clone() })?;
             let p = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
-            Ok(vdisk::open(&VmfsFiles(Arc::clone(&fs)), &p)?)
+            let files = VmfsFiles(Arc::clone(&fs));
+            at(&files, vdisk::open(&files, &p)?)
         }
         None => {
             let [file] = src.files.as_slice() else {
@@ -24,7 +31,7 @@ fn open(src: &VdiskSource) -> Result<VirtualDisk> {
             if !file.exists() {
                 bail!(UsageError(format!("{}: no such file", file.display())));
             }
-            Ok(vdisk::open(&LocalFiles, &local_path(file))?)
+            at(&LocalFiles, vdisk::open(&LocalFiles, &local_path(file))?)
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod grains;
 pub mod image;
 pub mod layer;
 pub mod sesparse;
+pub mod snapshot;
 pub mod sparse;
 
 pub use chain::{VirtualDisk, open, open_leaf};

@@ -272,3 +272,31 @@ fn damaged_sparse_files() {
     assert!(x[64 << 10..].iter().all(|&v| v == 0x61), "the next grain is intact");
     assert_eq!(d.unreadable(0..d.len()), vec![0..65536]);
 }
+
+/// A raw device mapping: the descriptor opens, the mapped range reads as zeros, and the
+/// mapping is reported (its data lives on the LUN, which a recovery tool must say).
+#[test]
+fn rdm_descriptor_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("lun.vmdk");
+    std::fs::write(
+        &p,
+        "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"vmfsPassthroughRawDeviceMap\"\n\n\
+         RW 2048 VMFSRAW \"lun-rdmp.vmdk\"\n",
+    )
+    .unwrap();
+    let d = open_path(&p);
+    assert_eq!(d.len(), 2048 * 512);
+    assert_eq!(d.layers[0].rdm.len(), 1);
+    assert_eq!(d.layers[0].rdm[0].kind, "VMFSRAW");
+    assert!(
+        d.problems.iter().any(|m| m.contains("raw device mapping") && m.contains("lun-rdmp.vmdk")),
+        "{:?}",
+        d.problems
+    );
+    assert!(d.data_ranges(0..d.len()).is_empty());
+    let out = crate::vmfs::bin().args(["vdisk", "info", "--json"]).arg(&p).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["chain"][0]["rdm"][0]["type"], "VMFSRAW", "{v}");
+    assert_eq!(out.status.code(), Some(1), "a mapping whose data is elsewhere is a problem");
+}

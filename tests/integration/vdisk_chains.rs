@@ -183,6 +183,16 @@ fn healthy(version: u32) {
         assert_eq!(disk.len(), d.capacity);
         assert_eq!(sha(&disk), d.sha256, "{} ({:?})", d.chain[0], d.kinds);
         deltas += d.chain.len() - 1;
+        if d.chain.len() > 1 {
+            // Opened at the snapshot the .vmsd names: the base as it was frozen.
+            let at = vdisk::snapshot::at_snapshot(&files, disk, "before upgrade").unwrap();
+            assert_eq!(at.layers.len(), 1, "{}", d.chain[0]);
+            assert!(at.problems.is_empty(), "{:?}", at.problems);
+            assert_eq!(sha(&at), d.base_sha256, "{} at its snapshot", d.chain[0]);
+            let disk = vdisk::open(&files, &d.chain[0]).unwrap();
+            let e = vdisk::snapshot::at_snapshot(&files, disk, "no such snapshot").err().unwrap().to_string();
+            assert!(e.contains("before upgrade"), "the error lists the snapshots: {e}");
+        }
     }
     eprintln!("VMFS{version}: {} disks, {deltas} delta links", truth.disks.len());
     assert!(deltas > 0, "the healthy scenario should hold snapshots");
