@@ -72,7 +72,8 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
     match c {
         VdiskCommand::Info { json, src } => {
             let d = open(&src)?;
-            let allocated: u64 = d.data_ranges(0..d.len()).iter().map(|r| r.end - r.start).sum();
+            let a = d.allocation()?;
+            let allocated = a.data;
             let links: Vec<_> = d.layers.iter().map(layer_json).collect();
             if json {
                 let v = json!({
@@ -80,19 +81,29 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
                     "variant": d.layers.first().map(|l| l.variant.clone()),
                     "virtual_size": d.len(),
                     "allocated": allocated,
+                    "allocation": {
+                        "data": a.data, "zero": a.zero, "unallocated": a.unallocated,
+                        "unreadable": a.unreadable, "data_ranges": a.data_ranges,
+                        "data_per_link": a.data_per_link,
+                    },
                     "chain": links,
                     "problems": d.problems,
                 });
                 println!("{v}");
             } else {
                 let f = d.layers.first().map_or("", |l| l.format.name());
-                println!("{f} {}  virtual size {} bytes, {allocated} bytes allocated", d.name(), d.len());
+                println!("{f} {}  virtual size {} bytes", d.name(), d.len());
+                println!(
+                    "  allocation: {} data in {} ranges, {} zero, {} unallocated, {} unreadable",
+                    a.data, a.data_ranges, a.zero, a.unallocated, a.unreadable
+                );
                 for (i, l) in d.layers.iter().enumerate() {
+                    let own = a.data_per_link.get(i).copied().unwrap_or(0);
                     let parent_id = l.parent.as_ref().and_then(|p| p.id.as_deref()).unwrap_or("-");
                     let (id_word, pid_word) =
                         if l.format == Format::Vmdk { ("CID", "parentCID") } else { ("id", "parent") };
                     println!(
-                        "  link {i}: {}  {} {}  {id_word} {}  {pid_word} {parent_id}",
+                        "  link {i}: {}  {} {}  {id_word} {}  {pid_word} {parent_id}  (supplies {own} data bytes)",
                         l.path,
                         l.format.name(),
                         l.variant,

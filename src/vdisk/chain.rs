@@ -160,7 +160,57 @@ pub fn open_leaf(files: &dyn Files, leaf: Layer) -> Result<VirtualDisk> {
     Ok(VirtualDisk { layers, problems })
 }
 
+/// How the assembled disk's bytes are held.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allocation {
+    /// Bytes some link holds as data.
+    pub data: u64,
+    /// Bytes a link defines as zeros (zero grains, ZERO extents, holes of flat files).
+    pub zero: u64,
+    /// Bytes no link holds: zeros.
+    pub unallocated: u64,
+    /// Bytes whose metadata could not be read: zeros, reported.
+    pub unreadable: u64,
+    /// Data bytes per link, leaf first.
+    pub data_per_link: Vec<u64>,
+    /// Number of separate data ranges.
+    pub data_ranges: u64,
+}
+
 impl VirtualDisk {
+    /// The allocation of the whole disk, walked in windows so a huge disk needs little memory.
+    pub fn allocation(&self) -> Result<Allocation> {
+        const WINDOW: u64 = 1 << 32;
+        let mut a = Allocation { data_per_link: vec![0; self.layers.len()], ..Default::default() };
+        let mut last_data_end = None;
+        let mut pos = 0;
+        while pos < self.capacity() {
+            let end = pos.saturating_add(WINDOW).min(self.capacity());
+            for (r, kind, level) in self.map(pos..end)? {
+                let n = r.end - r.start;
+                match kind {
+                    Alloc::Data => {
+                        a.data += n;
+                        if let Some(l) = a.data_per_link.get_mut(level) {
+                            *l += n;
+                        }
+                        if last_data_end != Some(r.start) {
+                            a.data_ranges += 1;
+                        }
+                        last_data_end = Some(r.end);
+                    }
+                    // Past the last link: nothing holds it.
+                    Alloc::Zero if level >= self.layers.len() => a.unallocated += n,
+                    Alloc::Zero => a.zero += n,
+                    Alloc::Unallocated => a.unallocated += n,
+                    Alloc::Unreadable => a.unreadable += n,
+                }
+            }
+            pos = end;
+        }
+        Ok(a)
+    }
+
     /// Virtual size (the leaf's).
     pub fn capacity(&self) -> u64 {
         self.layers.first().map_or(0, |l| l.capacity)

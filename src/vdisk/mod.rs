@@ -22,7 +22,7 @@ pub mod sesparse;
 pub mod snapshot;
 pub mod sparse;
 
-pub use chain::{VirtualDisk, open, open_leaf};
+pub use chain::{Allocation, VirtualDisk, open, open_leaf};
 pub use descriptor::{Descriptor, ExtentLine};
 pub use error::VdiskError;
 pub use extent::{Alloc, ExtentReader};

@@ -182,6 +182,11 @@ fn healthy(version: u32) {
         assert!(disk.problems.is_empty(), "{}: {:?}", d.chain[0], disk.problems);
         assert_eq!(disk.len(), d.capacity);
         assert_eq!(sha(&disk), d.sha256, "{} ({:?})", d.chain[0], d.kinds);
+        let a = disk.allocation().unwrap();
+        assert_eq!(a.data + a.zero + a.unallocated + a.unreadable, d.capacity, "{a:?}");
+        assert_eq!(a.data, disk.data_ranges(0..d.capacity).iter().map(|r| r.end - r.start).sum::<u64>());
+        assert_eq!(a.data_per_link.iter().sum::<u64>(), a.data);
+        assert_eq!(a.unreadable, 0);
         deltas += d.chain.len() - 1;
         if d.chain.len() > 1 {
             // Opened at the snapshot the .vmsd names: the base as it was frozen.
