@@ -336,30 +336,26 @@ impl ExtentReader for SparseExtent {
             let g = pos / gb;
             let inner = pos - g * gb;
             let n = ((gb - inner) as usize).min(buf.len() - done);
-            let b = &mut buf[done..done + n];
-            b.fill(0);
-            match self.grain(g) {
-                Grain::At(s) => {
-                    // Following grains stored right after this one in the file are read with it,
-                    // in one call (a file cut short cuts the run as it would each grain).
-                    let mut n = n;
-                    let mut next = s.saturating_add(gb / 512);
-                    while done + n < buf.len() && self.grain(g + (n as u64 + inner) / gb) == Grain::At(next) {
-                        n += (gb as usize).min(buf.len() - done - n);
-                        next = next.saturating_add(gb / 512);
-                    }
-                    let b = &mut buf[done..done + n];
-                    b.fill(0);
-                    let at = s.saturating_mul(512).saturating_add(inner);
-                    let avail = self.src.len().saturating_sub(at).min(n as u64) as usize;
-                    if avail > 0 {
-                        self.src.read_at(at, &mut b[..avail])?;
-                    }
-                    done += n;
-                    continue;
-                }
-                _ => {}
+            let Grain::At(s) = self.grain(g) else {
+                buf[done..done + n].fill(0);
+                done += n;
+                continue;
+            };
+            // Following grains stored right after this one in the file are read with it,
+            // in one call (a file cut short cuts the run as it would each grain).
+            let mut n = n;
+            let mut next = s.saturating_add(gb / 512);
+            while done + n < buf.len() && self.grain(g + (n as u64 + inner) / gb) == Grain::At(next) {
+                n += (gb as usize).min(buf.len() - done - n);
+                next = next.saturating_add(gb / 512);
             }
+            let b = &mut buf[done..done + n];
+            let at = s.saturating_mul(512).saturating_add(inner);
+            let avail = self.src.len().saturating_sub(at).min(n as u64) as usize;
+            if avail > 0 {
+                self.src.read_at(at, &mut b[..avail])?;
+            }
+            b[avail..].fill(0);
             done += n;
         }
         Ok(())
