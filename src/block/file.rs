@@ -3,6 +3,7 @@
 use super::RawSource;
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -35,5 +36,28 @@ impl RawSource for ImageFile {
     }
     fn pread(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read_at(buf, offset)
+    }
+    /// Holes of a sparse image (SEEK_DATA / SEEK_HOLE): they read as zeros without being read.
+    /// Any failure other than "no data past here" gives up and says "all of it".
+    fn data_ranges(&self, range: Range<u64>) -> Option<Vec<Range<u64>>> {
+        use nix::errno::Errno;
+        use nix::unistd::{Whence, lseek};
+        let end = range.end.min(self.len);
+        let mut out = Vec::new();
+        let mut pos = range.start;
+        while pos < end {
+            let d = match lseek(&self.file, i64::try_from(pos).ok()?, Whence::SeekData) {
+                Ok(d) => d as u64,
+                Err(Errno::ENXIO) => break,
+                Err(_) => return None,
+            };
+            if d >= end {
+                break;
+            }
+            let h = lseek(&self.file, d as i64, Whence::SeekHole).map_or(end, |h| h as u64).clamp(d + 1, end);
+            out.push(d..h);
+            pos = h;
+        }
+        Some(out)
     }
 }

@@ -19,6 +19,12 @@ pub trait RawSource: Send + Sync {
     fn sector_size(&self) -> u32;
     /// Read up to `buf.len()` bytes at `offset`; may return fewer (short read) or fail.
     fn pread(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// The sub-ranges of `range` that may hold data, when the source knows its holes (a sparse
+    /// image file); `None`: unknown, all of it may.
+    fn data_ranges(&self, range: Range<u64>) -> Option<Vec<Range<u64>>> {
+        let _ = range;
+        None
+    }
 }
 
 /// How hard to try before a sector is declared unreadable.
@@ -166,5 +172,12 @@ impl<R: RawSource> BlockSource for Tolerant<R> {
     }
     fn unreadable(&self, range: Range<u64>) -> Vec<Range<u64>> {
         self.bad.query(range)
+    }
+    fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        let range = range.start..range.end.min(self.raw.len());
+        if range.start >= range.end {
+            return Vec::new();
+        }
+        self.raw.data_ranges(range.clone()).unwrap_or_else(|| vec![range])
     }
 }

@@ -5,7 +5,6 @@
 
 use super::ForgeError;
 use super::guest::{FsKind, GuestSpec, TableKind, build_guest_disk};
-use super::sparse_file::SparseFile;
 use super::truth::{TruthDisk, TruthFile, TruthGuestFile, TruthRange, WHOLE_HASH_LIMIT};
 use super::vmdk::{
     CowdOptions, Delta, Descriptor, DiskKind, Firmware, SesparseOptions, SnapshotInfo, SplitMix64, VmDisk, VmSpec,
@@ -309,7 +308,8 @@ fn vm(
         work,
         &GuestSpec { name: name.into(), size: plan.capacity_mib * MIB, table: plan.table, fs: plan.fs, seed },
     )?;
-    let base: Source = Arc::new(SparseFile::open(&guest.image).map_err(|e| ForgeError::io(&guest.image, e))?);
+    // Read through the block layer, which knows the image's holes: a thin VMDK stays thin.
+    let base: Source = crate::block::open_path(&guest.image).map_err(|e| ForgeError::io(&guest.image, e))?;
     let kind = match plan.prov {
         Provisioning::Thin => DiskKind::Thin,
         Provisioning::LazyThick => DiskKind::Thick { eager: false },

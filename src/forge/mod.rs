@@ -16,7 +16,6 @@ pub mod damage;
 pub mod disk;
 pub mod lvm;
 pub mod scenario;
-pub mod sparse_file;
 pub mod truth;
 pub mod vmfs;
 pub mod volume;

@@ -599,3 +599,30 @@ fn sources_are_shareable_across_threads() {
     });
     assert_eq!(src.unreadable(0..len), bad);
 }
+
+/// A sparse image file reports its holes (SEEK_DATA/SEEK_HOLE), so copies skip them unread;
+/// a file system without hole reporting answers "all data", which is still correct.
+#[test]
+fn image_file_reports_its_holes() {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("sparse.img");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(64 << 20).unwrap();
+    f.write_all_at(&[7u8; 1 << 20], 8 << 20).unwrap();
+    f.write_all_at(&[9u8; 4096], (64 << 20) - 4096).unwrap();
+    f.sync_all().unwrap();
+    let src = vmfs_rescue::block::open_path(&p).unwrap();
+    let d = src.data_ranges(0..64 << 20);
+    let total: u64 = d.iter().map(|r| r.end - r.start).sum();
+    assert!(d.iter().any(|r| r.start <= 8 << 20 && r.end >= 9 << 20), "{d:?}");
+    assert!(d.iter().any(|r| r.end == 64 << 20), "{d:?}");
+    if total == 64 << 20 {
+        eprintln!("this file system does not report holes");
+    } else {
+        assert!(total < 16 << 20, "{d:?}");
+    }
+    // Windows past the data and past the end.
+    assert!(src.data_ranges(20 << 20..30 << 20).iter().all(|r| r.start >= 20 << 20 && r.end <= 30 << 20));
+    assert!(src.data_ranges(80 << 20..90 << 20).is_empty());
+}

@@ -99,13 +99,13 @@ pub fn sparse_fingerprint(path: &Path) -> String {
         // Block devices have no holes to skip.
         return sha256_file(path);
     }
-    let src = vmfs_rescue::forge::sparse_file::SparseFile::open(path).expect("open for hashing");
+    let src = vmfs_rescue::block::open_path(path).expect("open for hashing");
     let f = File::open(path).unwrap();
     let len = f.metadata().unwrap().len();
     let mut h = Sha256::new();
     h.update(len.to_le_bytes());
     let mut buf = vec![0u8; 1 << 20];
-    for r in vmfs_rescue::block::BlockSource::data_ranges(&src, 0..len) {
+    for r in src.data_ranges(0..len) {
         h.update(r.start.to_le_bytes());
         let mut pos = r.start;
         while pos < r.end {
