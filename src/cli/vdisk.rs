@@ -81,16 +81,27 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
                 let f = d.layers.first().map_or("", |l| l.format.name());
                 println!("{f} {}  virtual size {} bytes, {allocated} bytes allocated", d.name(), d.len());
                 for (i, l) in d.layers.iter().enumerate() {
-                    let parent_id = l.parent.as_ref().and_then(|p| p.id.as_deref()).unwrap_or("-");
-                    let (id_word, pid_word) =
-                        if l.format == Format::Vmdk { ("CID", "parentCID") } else { ("id", "parent") };
-                    println!(
-                        "  link {i}: {}  {} {}  {id_word} {}  {pid_word} {parent_id}",
-                        l.path,
-                        l.format.name(),
-                        l.variant,
-                        l.id.as_deref().unwrap_or("-"),
-                    );
+                    let ids = if l.format == Format::Vmdk {
+                        let parent_id = l.parent.as_ref().and_then(|p| p.id.as_deref()).unwrap_or("-");
+                        format!("CID {}  parentCID {parent_id}", l.id.as_deref().unwrap_or("-"))
+                    } else {
+                        // Other formats: the parent by name (a qcow2 backing file has no identity).
+                        let mut s = l.id.as_ref().map(|id| format!("id {id}  ")).unwrap_or_default();
+                        match &l.parent {
+                            None => s.push_str("no parent"),
+                            Some(p) => {
+                                s.push_str(&format!("parent {}", p.hints.first().map_or("(unnamed)", |h| h.as_str())));
+                                if let Some(f) = p.format {
+                                    s.push_str(&format!(" ({})", f.name()));
+                                }
+                                if let Some(id) = &p.id {
+                                    s.push_str(&format!(" id {id}"));
+                                }
+                            }
+                        }
+                        s
+                    };
+                    println!("  link {i}: {}  {} {}  {ids}", l.path, l.format.name(), l.variant);
                     for e in l.desc.iter().flat_map(|d| &d.extents) {
                         println!(
                             "    {} {} {} {} sectors",
