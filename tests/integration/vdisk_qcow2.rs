@@ -471,6 +471,18 @@ fn damaged_qcow2() {
     d.read_at(0, &mut x).unwrap();
     assert!(x[..65536].iter().all(|&v| v == 0) && x[65536..].iter().all(|&v| v == 0x61));
 
+    // Two L1 entries sharing one L2 table: both ranges are unreadable.
+    let two = dir.join("two.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", p(&two), "1G"]);
+    qemu_io("qcow2", &two, &["write -P 0x71 0 64k", "write -P 0x72 600M 64k"]);
+    let mut b = std::fs::read(&two).unwrap();
+    let t1 = be64(&b, 0x28) as usize;
+    let first = b[t1..t1 + 8].to_vec();
+    be_put(&mut b, t1 + 8, &first);
+    let d = damaged(dir, "shared-l2", &b).unwrap();
+    assert!(d.problems.iter().any(|p| p.contains("2 L1 entries share 1 L2 tables")), "{:?}", d.problems);
+    assert_eq!(d.unreadable(0..d.len()), vec![0..1 << 30]);
+
     // Truncated anywhere: open fails cleanly or maps what is missing as unreadable.
     for cut in [104, 112, 4096, l1 + 4, l1 + 8, l2, l2 + 4096, good.len() / 2, good.len() - 1] {
         if let Ok(d) = damaged(dir, "cut", &good[..cut]) {

@@ -263,7 +263,7 @@ fn l1_table(path: &str, src: &Source, h: &Header, problems: &mut Vec<String>) ->
     if !bad.is_empty() {
         problems.push(format!("L1 table at {off:#x} is on unreadable sectors: their ranges read as unreadable"));
     }
-    Ok(bytes
+    let mut l1: Vec<u64> = bytes
         .chunks_exact(8)
         .enumerate()
         .map(|(i, c)| {
@@ -274,7 +274,22 @@ fn l1_table(path: &str, src: &Source, h: &Header, problems: &mut Vec<String>) ->
                 u64::from_be_bytes(c.try_into().unwrap_or([0; 8]))
             }
         })
-        .collect())
+        .collect();
+    // An L2 table maps one range only: entries sharing one are damaged, and would let a small
+    // hostile file make one table cover the disk many times over.
+    let mut tables: Vec<u64> =
+        l1.iter().filter(|&&e| e != L1_UNREADABLE).map(|&e| ondisk::l1_offset(e)).filter(|&o| o != 0).collect();
+    tables.sort_unstable();
+    let shared: std::collections::HashSet<u64> = tables.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+    if !shared.is_empty() {
+        let mut n = 0;
+        for e in l1.iter_mut().filter(|e| **e != L1_UNREADABLE && shared.contains(&ondisk::l1_offset(**e))) {
+            *e = L1_UNREADABLE;
+            n += 1;
+        }
+        problems.push(format!("{n} L1 entries share {} L2 tables: their ranges read as unreadable", shared.len()));
+    }
+    Ok(l1)
 }
 
 /// Names of the first internal snapshots (the table is only listed, never read as a disk).
