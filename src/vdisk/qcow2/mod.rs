@@ -42,19 +42,51 @@ pub fn open(files: &dyn Files, path: &str, src: Source) -> Result<Image> {
     let flen = src.len();
     let head = read(&src, 0, flen.min(Header::READ as u64))?;
     let h = Header::parse(path, &head)?;
-    let corrupt = |off: u64, what: String| VdiskError::corrupt(path, HEADER, off, what);
-    let unsupported = |what: String| VdiskError::Unsupported { file: path.into(), what };
     let mut problems = Vec::new();
 
     // Header extensions: from the end of the header to the backing file name or the end of
     // the first cluster (or of the file, when it is shorter).
     let start = h.header_length as u64;
     if start > flen {
-        return Err(corrupt(0x64, format!("header_length {start} is past the end of the {flen}-byte file")));
+        let what = format!("header_length {start} is past the end of the {flen}-byte file");
+        return Err(VdiskError::corrupt(path, HEADER, 0x64, what));
     }
     let area = read(&src, start, h.extensions_end().min(flen).saturating_sub(start))?;
     let ext = Extensions::parse(path, &area, start)?;
 
+    let compression = features(path, &h, &ext, &mut problems)?;
+
+    let parent = backing(path, &src, &h, &ext, &mut problems)?;
+    let (data, data_name) = data_file(files, path, &src, &h, &ext, &mut problems)?;
+    let layout = Layout {
+        cluster_bits: h.cluster_bits,
+        extended_l2: h.extended_l2(),
+        external: data_name.is_some(),
+        compression,
+        capacity: h.size,
+    };
+    let l1 = l1_table(path, &src, &h, &mut problems)?;
+    let snapshots = snapshot_names(&src, &h).unwrap_or_else(|e| {
+        problems.push(format!("snapshot table at {:#x}: {e} (the active layer is not affected)", h.snapshots_offset));
+        Vec::new()
+    });
+
+    let problems = problems.into_iter().map(|p| format!("qcow2: {p}")).collect();
+    Ok(Image {
+        format: Format::Qcow2,
+        variant: variant(&h, compression, data_name.as_deref(), &snapshots),
+        capacity: h.size,
+        reader: Box::new(Qcow2Reader::new(path, src, data, layout, l1, problems)),
+        id: None,
+        parent,
+    })
+}
+
+/// Decide on the feature bits: refuse what cannot be read (unknown incompatible features,
+/// encryption), note what is read anyway (dirty, corrupt); the compression of the clusters.
+fn features(path: &str, h: &Header, ext: &Extensions, problems: &mut Vec<String>) -> Result<Compression> {
+    let corrupt = |off: u64, what: String| VdiskError::corrupt(path, HEADER, off, what);
+    let unsupported = |what: String| VdiskError::Unsupported { file: path.into(), what };
     let unknown = h.incompatible & !ondisk::INCOMPAT_KNOWN;
     if unknown != 0 {
         let names: Vec<String> = (0..64u8)
@@ -104,32 +136,21 @@ pub fn open(files: &dyn Files, path: &str, src: Source) -> Result<Image> {
     if h.refcount_order > ondisk::MAX_REFCOUNT_ORDER {
         problems.push(format!("refcount_order {} out of range (not used for reading)", h.refcount_order));
     }
+    Ok(compression)
+}
 
-    let parent = backing(path, &src, &h, &ext, &mut problems)?;
-    let (data, data_name) = data_file(files, path, &src, &h, &ext, &mut problems)?;
-    let layout = Layout {
-        cluster_bits: h.cluster_bits,
-        extended_l2: h.extended_l2(),
-        external: data_name.is_some(),
-        compression,
-        capacity: h.size,
-    };
-    let l1 = l1_table(path, &src, &h, &mut problems)?;
-    let snapshots = snapshot_names(&src, &h).unwrap_or_else(|e| {
-        problems.push(format!("snapshot table at {:#x}: {e} (the active layer is not affected)", h.snapshots_offset));
-        Vec::new()
-    });
-
-    let mut variant = vec![format!("v{}", h.version), compression.name().into()];
-    variant.push(format!("{} clusters", size_words(h.cluster_bytes())));
+/// The variant in words: "v3, zstd, 64 KiB clusters, 2 internal snapshots: "a", "b"".
+fn variant(h: &Header, compression: Compression, data_name: Option<&str>, snapshots: &[String]) -> String {
+    let mut words = vec![format!("v{}", h.version), compression.name().into()];
+    words.push(format!("{} clusters", size_words(h.cluster_bytes())));
     if h.extended_l2() {
-        variant.push("extended L2 (subclusters)".into());
+        words.push("extended L2 (subclusters)".into());
     }
-    if let Some(d) = &data_name {
-        variant.push(format!("external data file {d}"));
+    if let Some(d) = data_name {
+        words.push(format!("external data file {d}"));
     }
     if h.compatible & ondisk::COMPAT_LAZY_REFCOUNTS != 0 {
-        variant.push("lazy refcounts".into());
+        words.push("lazy refcounts".into());
     }
     if h.nb_snapshots > 0 {
         let mut names: Vec<String> = snapshots.iter().map(|n| format!("{n:?}")).collect();
@@ -138,18 +159,9 @@ pub fn open(files: &dyn Files, path: &str, src: Source) -> Result<Image> {
         }
         let list = if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) };
         let s = if h.nb_snapshots == 1 { "" } else { "s" };
-        variant.push(format!("{} internal snapshot{s}{list}", h.nb_snapshots));
+        words.push(format!("{} internal snapshot{s}{list}", h.nb_snapshots));
     }
-
-    let problems = problems.into_iter().map(|p| format!("qcow2: {p}")).collect();
-    Ok(Image {
-        format: Format::Qcow2,
-        variant: variant.join(", "),
-        capacity: h.size,
-        reader: Box::new(Qcow2Reader::new(path, src, data, layout, l1, problems)),
-        id: None,
-        parent,
-    })
+    words.join(", ")
 }
 
 /// The backing file (name and format), if any.
@@ -181,7 +193,8 @@ fn backing(
         Some(f) => {
             let known = Format::from_name(f);
             if known.is_none() {
-                problems.push(format!("backing file format {f:?} is not one this reader knows: it is recognised"));
+                problems
+                    .push(format!("backing file format {f:?} is unknown here: the backing file's own header decides"));
             }
             known
         }
