@@ -98,16 +98,32 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
                     a.data, a.data_ranges, a.zero, a.unallocated, a.unreadable
                 );
                 for (i, l) in d.layers.iter().enumerate() {
+                    let ids = if l.format == Format::Vmdk {
+                        let parent_id = l.parent.as_ref().and_then(|p| p.id.as_deref()).unwrap_or("-");
+                        format!("CID {}  parentCID {parent_id}", l.id.as_deref().unwrap_or("-"))
+                    } else {
+                        // Other formats: the parent by name (a qcow2 backing file has no identity).
+                        let mut s = l.id.as_ref().map(|id| format!("id {id}  ")).unwrap_or_default();
+                        match &l.parent {
+                            None => s.push_str("no parent"),
+                            Some(p) => {
+                                s.push_str(&format!("parent {}", p.hints.first().map_or("(unnamed)", |h| h.as_str())));
+                                if let Some(f) = p.format {
+                                    s.push_str(&format!(" ({})", f.name()));
+                                }
+                                if let Some(id) = &p.id {
+                                    s.push_str(&format!(" id {id}"));
+                                }
+                            }
+                        }
+                        s
+                    };
                     let own = a.data_per_link.get(i).copied().unwrap_or(0);
-                    let parent_id = l.parent.as_ref().and_then(|p| p.id.as_deref()).unwrap_or("-");
-                    let (id_word, pid_word) =
-                        if l.format == Format::Vmdk { ("CID", "parentCID") } else { ("id", "parent") };
                     println!(
-                        "  link {i}: {}  {} {}  {id_word} {}  {pid_word} {parent_id}  (supplies {own} data bytes)",
+                        "  link {i}: {}  {} {}  {ids}  (supplies {own} data bytes)",
                         l.path,
                         l.format.name(),
-                        l.variant,
-                        l.id.as_deref().unwrap_or("-"),
+                        l.variant
                     );
                     for e in l.desc.iter().flat_map(|d| &d.extents) {
                         println!(

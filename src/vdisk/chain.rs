@@ -71,6 +71,20 @@ fn parent_candidates(files: &dyn Files, child: &str, fmt: Format, p: &ParentRef)
     c
 }
 
+/// Open the parent candidate `path` of a `child_fmt` link. A qcow2 child that does not record
+/// its backing file's format lets qemu probe it, and qemu reads a file with no known header as
+/// raw: so does this, and says so.
+fn open_parent(files: &dyn Files, path: &str, pref: &ParentRef, child_fmt: Format) -> Result<Layer> {
+    match Layer::open_as(files, path, pref.format) {
+        Err(VdiskError::Descriptor { .. }) if pref.format.is_none() && child_fmt == Format::Qcow2 => {
+            let mut l = Layer::open_as(files, path, Some(Format::Raw))?;
+            l.problems.push("backing file format not recorded and no image header found: read as raw".into());
+            Ok(l)
+        }
+        r => r,
+    }
+}
+
 /// Open the disk whose leaf is `path` (a VMDK descriptor or an image of another format),
 /// with its whole chain.
 pub fn open(files: &dyn Files, path: &str) -> Result<VirtualDisk> {
@@ -99,7 +113,7 @@ pub fn open_leaf(files: &dyn Files, leaf: Layer) -> Result<VirtualDisk> {
             if cand == child_path || layers.iter().any(|l| l.path == cand) {
                 continue;
             }
-            let Ok(p) = Layer::open_as(files, &cand, pref.format) else { continue };
+            let Ok(p) = open_parent(files, &cand, &pref, child_fmt) else { continue };
             if pref.id.is_none() || p.id == pref.id {
                 found = Some(p);
                 break;
@@ -149,9 +163,10 @@ pub fn open_leaf(files: &dyn Files, leaf: Layer) -> Result<VirtualDisk> {
         problems.push(format!("chain longer than {MAX_CHAIN} links: cut there"));
     }
     let cap = layers[0].capacity;
-    for l in &layers[1..] {
-        if l.capacity != cap {
-            problems.push(format!("{}: capacity {} differs from the leaf's {cap}", l.path, l.capacity));
+    for w in layers.windows(2) {
+        // A qcow2 backing file may be smaller or larger than its child (zeros past its end).
+        if w[1].capacity != cap && w[0].format != Format::Qcow2 {
+            problems.push(format!("{}: capacity {} differs from the leaf's {cap}", w[1].path, w[1].capacity));
         }
     }
     for l in &layers {
@@ -228,8 +243,10 @@ impl VirtualDisk {
             out.push((range, Alloc::Zero, level));
             return Ok(());
         };
+        // Past the end of a parent shorter than its child: zeros (qcow2 allows it).
+        let covered = range.end.min(layer.capacity).max(range.start);
         let mut pos = range.start;
-        for (r, a) in layer.map(range.start..range.end.min(layer.capacity))? {
+        for (r, a) in layer.map(range.start..covered)? {
             if r.start > pos {
                 // Not covered by this link's extents: fall through.
                 self.map_from(level + 1, pos..r.start, out)?;
@@ -240,8 +257,11 @@ impl VirtualDisk {
             }
             pos = r.end;
         }
-        if pos < range.end {
-            self.map_from(level + 1, pos..range.end, out)?;
+        if pos < covered {
+            self.map_from(level + 1, pos..covered, out)?;
+        }
+        if covered < range.end {
+            out.push((covered..range.end, Alloc::Zero, level));
         }
         Ok(())
     }

@@ -145,6 +145,7 @@ pub fn open(format: Format, files: &dyn Files, path: &str, src: Source) -> Resul
     let _ = files;
     match format {
         Format::Raw => Ok(raw(src)),
+        Format::Qcow2 => super::qcow2::open(files, path, src),
         Format::Vmdk => {
             Err(VdiskError::Unsupported { file: path.into(), what: "a VMDK is opened through its descriptor".into() })
         }

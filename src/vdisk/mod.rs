@@ -18,6 +18,7 @@ pub mod files;
 pub mod grains;
 pub mod image;
 pub mod layer;
+pub mod qcow2;
 pub mod sesparse;
 pub mod snapshot;
 pub mod sparse;

@@ -11,7 +11,7 @@ use vmfs_rescue::vdisk::{LocalFiles, VirtualDisk, files::local_path, open};
 static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
 
 /// SHA-256 of the whole virtual content: data ranges read in 1 MiB pieces, holes hashed as zeros.
-fn disk_sha(d: &VirtualDisk) -> String {
+pub fn disk_sha(d: &VirtualDisk) -> String {
     let len = d.len();
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -102,7 +102,7 @@ fn corrupt_vmdk_fails_cleanly() {
     assert!(t.elapsed().as_secs() < 2);
 }
 
-fn have_qemu() -> bool {
+pub fn have_qemu() -> bool {
     let ok = Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("SKIP: qemu-img not installed");
@@ -110,7 +110,7 @@ fn have_qemu() -> bool {
     ok
 }
 
-fn run(cmd: &mut Command) {
+pub fn run(cmd: &mut Command) {
     let o = cmd.output().expect("run");
     assert!(o.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
