@@ -145,6 +145,8 @@ pub fn open(format: Format, files: &dyn Files, path: &str, src: Source) -> Resul
     let _ = files;
     match format {
         Format::Raw => Ok(raw(src)),
+        Format::Vhd => super::vhd::open(path, src),
+        Format::Vhdx => super::vhdx::open(path, src),
         Format::Vmdk => {
             Err(VdiskError::Unsupported { file: path.into(), what: "a VMDK is opened through its descriptor".into() })
         }

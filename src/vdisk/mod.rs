@@ -7,6 +7,7 @@
 //!
 //! [`BlockSource`]: crate::block::BlockSource
 
+pub mod bitmap;
 pub mod chain;
 pub mod cowd;
 #[cfg(test)]
@@ -20,6 +21,8 @@ pub mod image;
 pub mod layer;
 pub mod sesparse;
 pub mod sparse;
+pub mod vhd;
+pub mod vhdx;
 
 pub use chain::{VirtualDisk, open, open_leaf};
 pub use descriptor::{Descriptor, ExtentLine};
