@@ -34,7 +34,7 @@ pub fn runs(bits: &[u8], start: u64, count: u64, order: BitOrder) -> Vec<(bool, 
     let mut i = start;
     while i < end {
         // Whole bytes that are all set or all clear go in one step.
-        if i % 8 == 0 && end - i >= 8 {
+        if i.is_multiple_of(8) && end - i >= 8 {
             let byte = usize::try_from(i / 8).ok().and_then(|n| bits.get(n)).copied().unwrap_or(0);
             if byte == 0 || byte == 0xff {
                 push(byte == 0xff, 8);

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 const PAGE: u64 = 512;
 /// BAT pages and block bitmaps kept in memory.
 const CACHE: usize = 1024;
+/// No block lies past this file offset (a 44-bit MiB count reaches 2^64: sums would overflow).
+const MAX_OFFSET: u64 = 1 << 52;
 
 /// The geometry the metadata gave.
 #[derive(Clone, Debug)]
@@ -115,7 +117,7 @@ impl Bat {
         }
         if bad > 0 {
             problems.push(format!(
-                "{bad} BAT entries are unusable (unknown state, offset inside the headers, or unreadable): those blocks \
+                "{bad} BAT entries are unusable (unknown state, an offset inside the headers or past any file, or unreadable): those blocks \
                  are unreadable"
             ));
         }
@@ -150,7 +152,7 @@ impl Bat {
         match st {
             state::NOT_PRESENT => Payload::Absent,
             state::UNDEFINED | state::ZERO | state::UNMAPPED => Payload::Zero,
-            state::FULLY_PRESENT | state::PARTIALLY_PRESENT if off < MIB => Payload::Bad,
+            state::FULLY_PRESENT | state::PARTIALLY_PRESENT if !(MIB..MAX_OFFSET).contains(&off) => Payload::Bad,
             state::FULLY_PRESENT => Payload::Full(off),
             state::PARTIALLY_PRESENT if self.l.differencing => Payload::Partial(off),
             state::PARTIALLY_PRESENT => Payload::Full(off),
@@ -165,7 +167,7 @@ impl Bat {
             let chunk = block / cr;
             let Some(e) = self.entry(chunk * (cr + 1) + cr) else { return Bits::Unreadable };
             let (st, off) = bat_entry(e);
-            if st != state::BITMAP_PRESENT || off < MIB {
+            if st != state::BITMAP_PRESENT || !(MIB..MAX_OFFSET).contains(&off) {
                 return Bits::Unreadable;
             }
             let bytes = self.l.block / self.l.sector / 8;

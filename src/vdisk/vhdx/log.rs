@@ -95,7 +95,7 @@ impl Log<'_> {
         }
         let len = u64::from(h.entry_length);
         let fail = |why: String| -> std::result::Result<Option<Entry>, String> { Err(why) };
-        if len == 0 || len % LOG_SECTOR as u64 != 0 || len > self.bytes.len() as u64 {
+        if len == 0 || !len.is_multiple_of(LOG_SECTOR as u64) || len > self.bytes.len() as u64 {
             return fail(format!("entry length {len:#x}"));
         }
         if h.sequence == 0 {
@@ -120,7 +120,7 @@ impl Log<'_> {
                 Descriptor::parse(&body[64 + 32 * i..96 + 32 * i]).ok_or(format!("descriptor {i}: bad signature"))?;
             let (offset, seq) = match &d {
                 Descriptor::Zero { length, offset, sequence } => {
-                    if length % LOG_SECTOR as u64 != 0 {
+                    if !length.is_multiple_of(LOG_SECTOR as u64) {
                         return fail(format!("descriptor {i}: zero length {length:#x}"));
                     }
                     (*offset, *sequence)
@@ -134,7 +134,7 @@ impl Log<'_> {
                     (*offset, *sequence)
                 }
             };
-            if seq != h.sequence || offset % LOG_SECTOR as u64 != 0 {
+            if seq != h.sequence || !offset.is_multiple_of(LOG_SECTOR as u64) {
                 return fail(format!("descriptor {i}: sequence {seq} / file offset {offset:#x}"));
             }
         }
@@ -236,7 +236,7 @@ pub fn replay(path: &str, file: &Source, h: &Header) -> Result<Replay> {
     if h.log_version != 0 {
         return Err(VdiskError::Unsupported { file: path.into(), what: format!("VHDX log version {}", h.log_version) });
     }
-    if off < MIB || off % MIB != 0 || len % MIB != 0 || off.checked_add(len).is_none_or(|e| e > file.len()) {
+    if off < MIB || !off.is_multiple_of(MIB) || !len.is_multiple_of(MIB) || off.checked_add(len).is_none_or(|e| e > file.len()) {
         return Err(refuse(
             off,
             format!(

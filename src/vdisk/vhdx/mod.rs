@@ -86,7 +86,7 @@ fn region(path: &str, t: &RegionTable, guid: Guid, name: &'static str, flen: u64
         t.regions.iter().find(|r| r.guid == guid).ok_or_else(|| {
             VdiskError::corrupt(path, RegionTable::NAME, REGION_OFFSETS[0], format!("no {name} region"))
         })?;
-    if r.offset < MIB || r.offset % MIB != 0 || r.offset >= flen {
+    if r.offset < MIB || !r.offset.is_multiple_of(MIB) || r.offset >= flen {
         return Err(VdiskError::corrupt(
             path,
             RegionTable::NAME,
