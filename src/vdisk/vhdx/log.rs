@@ -236,7 +236,11 @@ pub fn replay(path: &str, file: &Source, h: &Header) -> Result<Replay> {
     if h.log_version != 0 {
         return Err(VdiskError::Unsupported { file: path.into(), what: format!("VHDX log version {}", h.log_version) });
     }
-    if off < MIB || !off.is_multiple_of(MIB) || !len.is_multiple_of(MIB) || off.checked_add(len).is_none_or(|e| e > file.len()) {
+    if off < MIB
+        || !off.is_multiple_of(MIB)
+        || !len.is_multiple_of(MIB)
+        || off.checked_add(len).is_none_or(|e| e > file.len())
+    {
         return Err(refuse(
             off,
             format!(
