@@ -146,6 +146,8 @@ pub fn open(format: Format, files: &dyn Files, path: &str, src: Source) -> Resul
     match format {
         Format::Raw => Ok(raw(src)),
         Format::Qcow2 => super::qcow2::open(files, path, src),
+        Format::Vhd => super::vhd::open(path, src),
+        Format::Vhdx => super::vhdx::open(path, src),
         Format::Vmdk => {
             Err(VdiskError::Unsupported { file: path.into(), what: "a VMDK is opened through its descriptor".into() })
         }

@@ -7,6 +7,7 @@
 //!
 //! [`BlockSource`]: crate::block::BlockSource
 
+pub mod bitmap;
 pub mod chain;
 pub mod cowd;
 #[cfg(test)]
@@ -22,6 +23,8 @@ pub mod qcow2;
 pub mod sesparse;
 pub mod snapshot;
 pub mod sparse;
+pub mod vhd;
+pub mod vhdx;
 
 pub use chain::{Allocation, VirtualDisk, open, open_leaf};
 pub use descriptor::{Descriptor, ExtentLine};

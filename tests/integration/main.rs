@@ -13,4 +13,5 @@ mod util;
 mod vdisk;
 mod vdisk_chains;
 mod vdisk_qcow2;
+mod vdisk_vhd;
 mod vmfs;

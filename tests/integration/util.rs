@@ -30,28 +30,33 @@ pub fn cache_dir() -> PathBuf {
 
 static DECOMPRESS: Mutex<()> = Mutex::new(());
 
-/// The decompressed, sparse form of corpus file `rel` (e.g. `vmfs/dissect.vmfs-3.13/vmfs/vmfs5.bin.gz`).
-/// Cached across runs; the cache file is written under a temporary name and renamed, so a
-/// killed run never leaves a half image behind.
+/// The decompressed, sparse form of corpus file `rel` (e.g. `vmfs/dissect.vmfs-3.13/vmfs/vmfs5.bin.gz`,
+/// or a `.bz2` as qemu ships its samples). Cached across runs; the cache file is written under a
+/// temporary name and renamed, so a killed run never leaves a half image behind.
 pub fn corpus_image(rel: &str) -> Option<PathBuf> {
     let root = corpus()?;
     let src = root.join(rel);
     assert!(src.is_file(), "corpus file {} missing", src.display());
-    let name = rel.trim_end_matches(".gz").replace('/', "__");
+    let name = rel.trim_end_matches(".gz").trim_end_matches(".bz2").replace('/', "__");
     let out = cache_dir().join(name);
     let _g = DECOMPRESS.lock().unwrap_or_else(|e| e.into_inner());
     if out.is_file() {
         return Some(out);
     }
     let tmp = out.with_extension("partial");
-    let mut dec = flate2::read::GzDecoder::new(File::open(&src).expect("open corpus file"));
+    let file = File::open(&src).expect("open corpus file");
+    let mut dec: Box<dyn Read> = if rel.ends_with(".bz2") {
+        Box::new(bzip2::read::MultiBzDecoder::new(file))
+    } else {
+        Box::new(flate2::read::GzDecoder::new(file))
+    };
     let mut f = File::create(&tmp).expect("create cache file");
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;
     loop {
         let mut filled = 0;
         while filled < buf.len() {
-            let n = dec.read(&mut buf[filled..]).expect("gunzip");
+            let n = dec.read(&mut buf[filled..]).expect("decompress");
             if n == 0 {
                 break;
             }
