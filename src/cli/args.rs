@@ -153,15 +153,15 @@ pub enum VdiskCommand {
         #[command(flatten)]
         src: VdiskSource,
     },
-    /// Write the virtual content to a sparse raw file, and print its SHA-256.
+    /// Write the virtual content to a sparse raw file or a qcow2 image, and print its SHA-256.
     Convert {
         #[command(flatten)]
         src: VdiskSource,
         /// Output file (never on a source).
         #[arg(long)]
         to: PathBuf,
-        /// Output format (raw; qcow2 is not written yet).
-        #[arg(long, default_value = "raw")]
+        /// Output format: raw (sparse file) or qcow2 (v3, 64 KiB clusters, zero clusters left out).
+        #[arg(long, default_value = "raw", value_parser = ["raw", "qcow2"])]
         format: String,
     },
 }

@@ -1,32 +1,45 @@
-//! `vmfs-rescue vdisk`: VMDK chains, local or inside a VMFS volume.
+//! `vmfs-rescue vdisk`: VMDK chains, local or inside a VMFS volume: inspect, read, convert.
 
 use super::args::{Select, VdiskCommand, VdiskSource};
 use super::{Outcome, UsageError, open_selected};
 use anyhow::{Result, bail};
 use serde_json::json;
+use std::path::Path;
 use std::sync::Arc;
 use vmfs_rescue::block::BlockSource;
+use vmfs_rescue::extract::qcow2::copy_to_qcow2;
 use vmfs_rescue::extract::{CopyOptions, Sink, copy, copy_to_file};
-use vmfs_rescue::vdisk::{self, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
+use vmfs_rescue::vdisk::{self, Files, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
 
-/// Open the disk the arguments name.
-fn open(src: &VdiskSource) -> Result<VirtualDisk> {
+/// Where the disk the arguments name is: its file namespace and path there.
+fn locate(src: &VdiskSource) -> Result<(Box<dyn Files>, String)> {
     match &src.path {
         Some(p) => {
             let (_stores, fs) = open_selected(&Select { sources: src.files.clone(), volume: src.volume.clone() })?;
             let p = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
-            Ok(vdisk::open(&VmfsFiles(Arc::clone(&fs)), &p)?)
+            Ok((Box::new(VmfsFiles(Arc::clone(&fs))), p))
         }
         None => {
             let [file] = src.files.as_slice() else {
                 bail!(UsageError("give one VMDK, or the volume's sources with --path".into()));
             };
-            if !file.exists() {
-                bail!(UsageError(format!("{}: no such file", file.display())));
-            }
-            Ok(vdisk::open(&LocalFiles, &local_path(file))?)
+            Ok((Box::new(LocalFiles), local_file(file)?))
         }
     }
+}
+
+/// The "/"-path of a local file that must exist.
+fn local_file(file: &Path) -> Result<String> {
+    if !file.exists() {
+        bail!(UsageError(format!("{}: no such file", file.display())));
+    }
+    Ok(local_path(file))
+}
+
+/// Open the disk the arguments name.
+fn open(src: &VdiskSource) -> Result<VirtualDisk> {
+    let (files, path) = locate(src)?;
+    Ok(vdisk::open(&*files, &path)?)
 }
 
 fn report(d: &VirtualDisk) -> Outcome {
@@ -103,9 +116,6 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
             Ok(if r.unreadable.is_empty() { outcome } else { Outcome::Damaged })
         }
         VdiskCommand::Convert { src, to, format } => {
-            if format != "raw" {
-                bail!(UsageError(format!("--format {format}: only raw is written yet")));
-            }
             let d = open(&src)?;
             let outcome = report(&d);
             let dir = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -115,7 +125,11 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
             if src.files.iter().any(|f| f.canonicalize().ok() == to.canonicalize().ok()) {
                 bail!(UsageError("the output is an input".into()));
             }
-            let r = copy_to_file(&d, &to, CopyOptions::default())?;
+            let r = if format == "qcow2" {
+                copy_to_qcow2(&d, &to, CopyOptions::default())?
+            } else {
+                copy_to_file(&d, &to, CopyOptions::default())?
+            };
             match &r.sha256 {
                 Some(h) => println!("{h}  {}", to.display()),
                 None => println!("(sparse: per-range hashes only)  {}", to.display()),
