@@ -1,8 +1,9 @@
 //! Regular image files, opened read-only.
 
-use super::RawSource;
+use super::{BlockSource, RawSource, ReadError, Tolerant};
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -35,5 +36,93 @@ impl RawSource for ImageFile {
     }
     fn pread(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read_at(buf, offset)
+    }
+}
+
+impl ImageFile {
+    /// The sub-ranges of `range` that hold data, from SEEK_DATA/SEEK_HOLE; where the file system
+    /// cannot tell, all of it. Holes of a sparse file read as zeros without being stored.
+    pub fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        use nix::errno::Errno;
+        use nix::unistd::{Whence, lseek};
+        let end = range.end.min(self.len);
+        let mut out = Vec::new();
+        let mut pos = range.start;
+        while pos < end {
+            let Ok(at) = i64::try_from(pos) else { break };
+            let d = match lseek(&self.file, at, Whence::SeekData) {
+                Ok(d) => u64::try_from(d).unwrap_or(end),
+                // No data after `pos`: the rest is a hole.
+                Err(Errno::ENXIO) => break,
+                Err(_) => {
+                    out.push(pos..end);
+                    break;
+                }
+            };
+            if d >= end {
+                break;
+            }
+            let h = i64::try_from(d)
+                .ok()
+                .and_then(|d| lseek(&self.file, d, Whence::SeekHole).ok())
+                .and_then(|h| u64::try_from(h).ok())
+                .map_or(end, |h| h.min(end));
+            if h <= d {
+                out.push(d..end);
+                break;
+            }
+            out.push(d..h);
+            pos = h;
+        }
+        out
+    }
+}
+
+/// A regular image file behind [`Tolerant`] whose `data_ranges` are the file's (SEEK_DATA), so
+/// copies and comparisons of sparse raw images skip their holes. Opt-in (see
+/// [`super::open_path_sparse`]): the other readers keep seeing plain image files.
+pub struct SparseImageFile(pub Tolerant<ImageFile>);
+
+impl BlockSource for SparseImageFile {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+    fn sector_size(&self) -> u32 {
+        self.0.sector_size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        self.0.read_at(offset, buf)
+    }
+    fn unreadable(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        self.0.unreadable(range)
+    }
+    fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        self.0.raw().data_ranges(range)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    #[test]
+    fn holes_of_a_sparse_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.img");
+        let mut f = File::create(&p).unwrap();
+        f.seek(SeekFrom::Start(4 << 20)).unwrap();
+        f.write_all(&[1u8; 4096]).unwrap();
+        f.set_len(16 << 20).unwrap();
+        drop(f);
+        let s = SparseImageFile(Tolerant::new(ImageFile::open(&p).unwrap()));
+        let d = s.data_ranges(0..16 << 20);
+        // File systems may round to their block size, and some report no holes at all.
+        assert!(d.iter().any(|r| r.contains(&(4 << 20))), "{d:?}");
+        assert!(d.iter().all(|r| r.start < r.end && r.end <= 16 << 20), "{d:?}");
+        assert_eq!(s.data_ranges((4 << 20) + 100..(4 << 20) + 200), vec![(4 << 20) + 100..(4 << 20) + 200]);
     }
 }

@@ -21,7 +21,7 @@ pub use badmap::BadMap;
 pub use concat::{Concat, Piece};
 pub use device::BlockDevice;
 pub use fault::FaultySource;
-pub use file::ImageFile;
+pub use file::{ImageFile, SparseImageFile};
 pub use mem::MemSource;
 pub use slice::Slice;
 pub use sparse::SparseMem;
@@ -129,5 +129,15 @@ pub fn open_path(path: &std::path::Path) -> std::io::Result<Source> {
         Ok(Arc::new(Tolerant::new(BlockDevice::open_ro(path)?)))
     } else {
         Ok(Arc::new(Tolerant::new(ImageFile::open(path)?)))
+    }
+}
+
+/// Like [`open_path`], but a regular file's holes (SEEK_HOLE) are reported by `data_ranges`, so
+/// whole-source passes over a sparse raw image skip them.
+pub fn open_path_sparse(path: &std::path::Path) -> std::io::Result<Source> {
+    if BlockDevice::is_block_device(path) {
+        open_path(path)
+    } else {
+        Ok(Arc::new(SparseImageFile(Tolerant::new(ImageFile::open(path)?))))
     }
 }

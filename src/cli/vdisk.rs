@@ -1,15 +1,16 @@
-//! `vmfs-rescue vdisk`: VMDK chains, local or inside a VMFS volume: inspect, read, convert.
+//! `vmfs-rescue vdisk`: VMDK chains, local or inside a VMFS volume: inspect, read, convert, verify.
 
 use super::args::{Select, VdiskCommand, VdiskSource};
-use super::{Outcome, UsageError, open_selected};
+use super::{Failed, Outcome, UsageError, open_selected};
 use anyhow::{Result, bail};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use vmfs_rescue::block::BlockSource;
+use vmfs_rescue::compare::{self, Comparison, Opened};
 use vmfs_rescue::extract::qcow2::copy_to_qcow2;
 use vmfs_rescue::extract::{CopyOptions, Sink, copy, copy_to_file};
-use vmfs_rescue::vdisk::{self, Files, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
+use vmfs_rescue::vdisk::{self, Files, LocalFiles, VdiskError, VirtualDisk, VmfsFiles, files::local_path};
 
 /// Where the disk the arguments name is: its file namespace and path there.
 fn locate(src: &VdiskSource) -> Result<(Box<dyn Files>, String)> {
@@ -138,6 +139,81 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
                 eprintln!("unreadable bytes {:#x}..{:#x} (written as zeros)", u.start, u.end);
             }
             Ok(if r.unreadable.is_empty() { outcome } else { Outcome::Damaged })
+        }
+        VdiskCommand::Verify { src, against, max_ranges } => {
+            verify(&src, &against, max_ranges).map_err(|e| if e.is::<UsageError>() { e } else { Failed(e).into() })
+        }
+    }
+}
+
+/// `vdisk verify`: open both sides (virtual disk, else raw image), compare, print.
+fn verify(src: &VdiskSource, against: &Path, max_ranges: usize) -> Result<Outcome> {
+    let (files, path) = locate(src)?;
+    let a = match &src.path {
+        Some(_) => compare::open_disk(&*files, &path, || files.open(&path))?,
+        None => compare::open_disk(&*files, &path, || raw_file(&src.files[0]))?,
+    };
+    let other = local_file(against)?;
+    let b = compare::open_disk(&LocalFiles, &other, || raw_file(against))?;
+    for side in [&a, &b] {
+        if let Some(why) = &side.raw_because {
+            tracing::info!("{}: {why}", side.disk.name());
+            eprintln!("note: {} is no virtual disk: compared as a raw image", side.disk.name());
+        }
+        for p in &side.problems {
+            eprintln!("warning: {p}");
+        }
+    }
+    let c = compare::compare(&*a.disk, &*b.disk, max_ranges)?;
+    print_comparison(&c, &a, &b);
+    let mut outcome = if c.identical() { Outcome::Clean } else { Outcome::Damaged };
+    for (side, bad) in [(&a, &c.unreadable_a), (&b, &c.unreadable_b)] {
+        if bad.is_empty() {
+            continue;
+        }
+        let bytes: u64 = bad.iter().map(|r| r.end - r.start).sum();
+        let first: Vec<String> = bad.iter().take(4).map(|r| format!("{:#x}..{:#x}", r.start, r.end)).collect();
+        eprintln!(
+            "{}: {bytes} unreadable byte(s) in {} range(s), compared as zeros: {}{}",
+            side.disk.name(),
+            bad.len(),
+            first.join(", "),
+            if bad.len() > 4 { ", ..." } else { "" }
+        );
+        outcome = Outcome::Damaged;
+    }
+    Ok(outcome)
+}
+
+fn raw_file(p: &Path) -> std::result::Result<vmfs_rescue::block::Source, VdiskError> {
+    vmfs_rescue::block::open_path_sparse(p).map_err(|e| VdiskError::Io { file: p.display().to_string(), source: e })
+}
+
+fn print_comparison(c: &Comparison, a: &Opened, b: &Opened) {
+    if c.len_a != c.len_b {
+        println!(
+            "sizes differ: {} is {} bytes, {} is {} bytes (compared: the first {} bytes)",
+            a.disk.name(),
+            c.len_a,
+            b.disk.name(),
+            c.len_b,
+            c.len_a.min(c.len_b)
+        );
+    }
+    match c.first_difference {
+        None => println!(
+            "identical: {} bytes ({} read from each side, the rest is a hole in both)",
+            c.len_a, c.bytes_compared
+        ),
+        Some(first) => {
+            println!("different: first difference at byte {first} ({first:#x})");
+            println!("{} byte(s) differ in {} range(s)", c.differing_bytes, c.differing_ranges);
+            for r in &c.ranges {
+                println!("  {:#x}..{:#x} ({} bytes)", r.start, r.end, r.end - r.start);
+            }
+            if c.differing_ranges > c.ranges.len() as u64 {
+                println!("  ... and {} more range(s)", c.differing_ranges - c.ranges.len() as u64);
+            }
         }
     }
 }
