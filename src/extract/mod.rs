@@ -129,8 +129,9 @@ pub fn copy(src: &dyn BlockSource, sink: Sink<'_>, opts: CopyOptions) -> io::Res
         let read_result = read_stage(src, size, to_writer, is_stream || whole_hash, &pool);
         let write_result = writer.join().map_err(|_| io::Error::other("writer thread panicked"))?;
         let (sha, ranges) = hasher.join().map_err(|_| io::Error::other("hasher thread panicked"))?;
-        let bytes_read = read_result?;
+        // The writer's error first: when it stopped the copy, the reader only saw the stop.
         write_result?;
+        let bytes_read = read_result?;
         Ok(CopyReport {
             size,
             sha256: sha,
@@ -215,27 +216,27 @@ fn write_stage(input: Receiver<Piece>, next: SyncSender<Piece>, sink: Sink<'_>) 
     let mut sink = sink;
     let mut result = Ok(());
     for piece in input {
-        if result.is_ok() {
-            result = match (&piece, &mut sink) {
-                (Piece::Data(off, buf), Sink::File(f)) => {
-                    f.write_all_at(buf, *off).map(|()| start_writeback(f, *off, buf.len()))
+        result = match (&piece, &mut sink) {
+            (Piece::Data(off, buf), Sink::File(f)) => {
+                f.write_all_at(buf, *off).map(|()| start_writeback(f, *off, buf.len()))
+            }
+            (Piece::Data(_, buf), Sink::Stream(w)) => w.write_all(buf),
+            (Piece::Data(off, buf), Sink::Data(d)) => d.write_data(*off, buf),
+            (Piece::Zeros(len), Sink::Stream(w)) => {
+                let mut left = *len;
+                let mut r = Ok(());
+                while left > 0 && r.is_ok() {
+                    let n = left.min(CHUNK);
+                    r = w.write_all(&zeros[..n as usize]);
+                    left -= n;
                 }
-                (Piece::Data(_, buf), Sink::Stream(w)) => w.write_all(buf),
-                (Piece::Data(off, buf), Sink::Data(d)) => d.write_data(*off, buf),
-                (Piece::Zeros(len), Sink::Stream(w)) => {
-                    let mut left = *len;
-                    let mut r = Ok(());
-                    while left > 0 && r.is_ok() {
-                        let n = left.min(CHUNK);
-                        r = w.write_all(&zeros[..n as usize]);
-                        left -= n;
-                    }
-                    r
-                }
-                _ => Ok(()),
-            };
-        }
-        if next.send(piece).is_err() {
+                r
+            }
+            _ => Ok(()),
+        };
+        // A failed write (full disk, closed pipe) stops the copy: dropping `input` stops the
+        // reader, so a huge source is not read to the end for nothing.
+        if result.is_err() || next.send(piece).is_err() {
             break;
         }
     }
@@ -377,6 +378,23 @@ mod tests {
         assert_eq!(sanitize_component(b"a/b\0c"), OsString::from("a_b_c"));
         assert_eq!(sanitize_component(b""), OsString::from("_"));
         assert_eq!(sanitize_component("émoji😘".as_bytes()), OsString::from("émoji😘"));
+    }
+
+    /// A sink that fails stops the copy early, and its error is the one returned.
+    #[test]
+    fn failed_write_stops_the_copy() {
+        struct Full(u32);
+        impl DataSink for Full {
+            fn write_data(&mut self, _: u64, _: &[u8]) -> io::Result<()> {
+                self.0 += 1;
+                if self.0 > 2 { Err(io::Error::from(io::ErrorKind::StorageFull)) } else { Ok(()) }
+            }
+        }
+        let src = Tolerant::new(MemSource::new("mem", vec![7u8; CHUNK as usize * 40]));
+        let mut sink = Full(0);
+        let e = copy(&src, Sink::Data(&mut sink), CopyOptions::default()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(sink.0, 3);
     }
 
     #[test]
