@@ -4,11 +4,13 @@
 //! - [`block`]: positional reads from images and devices, bad-sector tolerant;
 //! - [`container`]: partition tables, lost-partition probe, VMware LVM;
 //! - [`vmfs`]: the VMFS3/5/6 and VMFS-L file system;
-//! - [`extract`]: copying files out (sparse, hashed, with a manifest);
+//! - [`extract`]: copying files and disks out (sparse raw or qcow2, hashed, with a manifest);
+//! - [`compare`]: comparing two disks by content, through their allocation maps;
 //! - `cli` (in the binary crate side, `src/cli`): the command line.
 #![deny(unsafe_code)]
 
 pub mod block;
+pub mod compare;
 pub mod container;
 pub mod datastore;
 pub mod extract;

@@ -17,7 +17,8 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("vmfs-rescue: {e:#}");
-            ExitCode::from(if e.downcast_ref::<cli::UsageError>().is_some() { 2 } else { 1 })
+            let two = e.downcast_ref::<cli::UsageError>().is_some() || e.downcast_ref::<cli::Failed>().is_some();
+            ExitCode::from(if two { 2 } else { 1 })
         }
     }
 }

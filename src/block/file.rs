@@ -37,27 +37,71 @@ impl RawSource for ImageFile {
     fn pread(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read_at(buf, offset)
     }
-    /// Holes of a sparse image (SEEK_DATA / SEEK_HOLE): they read as zeros without being read.
-    /// Any failure other than "no data past here" gives up and says "all of it".
+    /// Holes of a sparse image: they read as zeros without being read.
     fn data_ranges(&self, range: Range<u64>) -> Option<Vec<Range<u64>>> {
+        Some(self.file_data_ranges(range))
+    }
+}
+
+impl ImageFile {
+    /// The sub-ranges of `range` that hold data, from SEEK_DATA/SEEK_HOLE; where the file system
+    /// cannot tell, all of it. Holes of a sparse file read as zeros without being stored.
+    pub fn file_data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
         use nix::errno::Errno;
         use nix::unistd::{Whence, lseek};
         let end = range.end.min(self.len);
         let mut out = Vec::new();
         let mut pos = range.start;
         while pos < end {
-            let d = match lseek(&self.file, i64::try_from(pos).ok()?, Whence::SeekData) {
-                Ok(d) => d as u64,
+            let Ok(at) = i64::try_from(pos) else { break };
+            let d = match lseek(&self.file, at, Whence::SeekData) {
+                Ok(d) => u64::try_from(d).unwrap_or(end),
+                // No data after `pos`: the rest is a hole.
                 Err(Errno::ENXIO) => break,
-                Err(_) => return None,
+                Err(_) => {
+                    out.push(pos..end);
+                    break;
+                }
             };
             if d >= end {
                 break;
             }
-            let h = lseek(&self.file, d as i64, Whence::SeekHole).map_or(end, |h| h as u64).clamp(d + 1, end);
+            let h = i64::try_from(d)
+                .ok()
+                .and_then(|d| lseek(&self.file, d, Whence::SeekHole).ok())
+                .and_then(|h| u64::try_from(h).ok())
+                .map_or(end, |h| h.min(end));
+            if h <= d {
+                out.push(d..end);
+                break;
+            }
             out.push(d..h);
             pos = h;
         }
-        Some(out)
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{BlockSource, Tolerant};
+    use std::io::{Seek, SeekFrom, Write};
+
+    #[test]
+    fn holes_of_a_sparse_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.img");
+        let mut f = File::create(&p).unwrap();
+        f.seek(SeekFrom::Start(4 << 20)).unwrap();
+        f.write_all(&[1u8; 4096]).unwrap();
+        f.set_len(16 << 20).unwrap();
+        drop(f);
+        let s = Tolerant::new(ImageFile::open(&p).unwrap());
+        let d = s.data_ranges(0..16 << 20);
+        // File systems may round to their block size, and some report no holes at all.
+        assert!(d.iter().any(|r| r.contains(&(4 << 20))), "{d:?}");
+        assert!(d.iter().all(|r| r.start < r.end && r.end <= 16 << 20), "{d:?}");
+        assert_eq!(s.data_ranges((4 << 20) + 100..(4 << 20) + 200), vec![(4 << 20) + 100..(4 << 20) + 200]);
     }
 }

@@ -123,7 +123,8 @@ pub fn merge_ranges(mut v: Vec<Range<u64>>) -> Vec<Range<u64>> {
     out
 }
 
-/// Open an image file or block device read-only, behind a bad-sector tolerant reader.
+/// Open an image file or block device read-only, behind a bad-sector tolerant reader. A regular
+/// file's holes (SEEK_HOLE) are reported by `data_ranges`, so whole-source passes skip them.
 pub fn open_path(path: &std::path::Path) -> std::io::Result<Source> {
     if BlockDevice::is_block_device(path) {
         Ok(Arc::new(Tolerant::new(BlockDevice::open_ro(path)?)))

@@ -85,7 +85,7 @@ pub enum Command {
     /// Write a test datastore as ESXi lays it out, with realistic content, damaged as a
     /// scenario says, and its ground truth.
     Forge(ForgeArgs),
-    /// Virtual disks (VMDK chains): inspect, read, convert.
+    /// Virtual disks (VMDK chains): inspect, read, convert, compare.
     #[command(subcommand)]
     Vdisk(VdiskCommand),
     /// Build a small damaged datastore in a temporary folder and show what vmfs-rescue sees.
@@ -156,16 +156,33 @@ pub enum VdiskCommand {
         #[command(flatten)]
         src: VdiskSource,
     },
-    /// Write the virtual content to a sparse raw file, and print its SHA-256.
+    /// Write the virtual content to a sparse raw file or a qcow2 image, and print its SHA-256.
     Convert {
         #[command(flatten)]
         src: VdiskSource,
         /// Output file (never on a source).
         #[arg(long)]
         to: PathBuf,
-        /// Output format (raw; qcow2 is not written yet).
-        #[arg(long, default_value = "raw")]
+        /// Output format: raw (sparse file) or qcow2 (v3, 64 KiB clusters, zero clusters left out).
+        #[arg(long, default_value = "raw", value_parser = ["raw", "qcow2"])]
         format: String,
+    },
+    /// Compare two disks by content (holes in both are not read); print the first difference.
+    #[command(
+        after_help = "OTHER (and the first disk, when it is a local file) may be a virtual disk as `vdisk info` \
+                            takes it, or a raw image: a file that is no virtual disk (a raw image, a flat extent) is \
+                            compared as raw, and a note says so.\n\nExit status: 0 identical; 1 different, or bytes \
+                            could not be read (compared as zeros; the output says where); 2 error."
+    )]
+    Verify {
+        #[command(flatten)]
+        src: VdiskSource,
+        /// The disk to compare with: a local virtual disk or raw image file, or a block device.
+        #[arg(long, value_name = "OTHER")]
+        against: PathBuf,
+        /// List at most this many differing ranges.
+        #[arg(long, default_value_t = 10)]
+        max_ranges: usize,
     },
 }
 

@@ -18,7 +18,8 @@ use vmfs_rescue::vmfs::Vmfs;
 pub enum Outcome {
     /// Everything was read.
     Clean,
-    /// Something could not be read; the output said what (exit status 1).
+    /// Something could not be read, or (`vdisk verify`) the disks differ; the output said what
+    /// (exit status 1).
     Damaged,
 }
 
@@ -26,6 +27,12 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// A failure of a command whose status 1 means an answer (`vdisk verify`: "different"): exit
+/// status 2, like bad usage.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct Failed(pub anyhow::Error);
 
 /// Log warnings to stderr; everything at debug level to the log file when one is given.
 pub fn init_logging(file: Option<&std::path::Path>) {

@@ -1,38 +1,51 @@
-//! `vmfs-rescue vdisk`: VMDK chains, local or inside a VMFS volume.
+//! `vmfs-rescue vdisk`: VMDK chains, local or inside a VMFS volume: inspect, read, convert, verify.
 
 use super::args::{Select, VdiskCommand, VdiskSource};
-use super::{Outcome, UsageError, open_selected};
+use super::{Failed, Outcome, UsageError, open_selected};
 use anyhow::{Result, bail};
 use serde_json::json;
+use std::path::Path;
 use std::sync::Arc;
 use vmfs_rescue::block::BlockSource;
+use vmfs_rescue::compare::{self, Comparison, Opened};
+use vmfs_rescue::extract::qcow2::copy_to_qcow2;
 use vmfs_rescue::extract::{CopyOptions, Sink, copy, copy_to_file};
-use vmfs_rescue::vdisk::{self, Format, Layer, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
+use vmfs_rescue::vdisk::{
+    self, Files, Format, Layer, LocalFiles, VdiskError, VirtualDisk, VmfsFiles, files::local_path,
+};
 
-/// Open the disk the arguments name (at `--snapshot` when given).
-fn open(src: &VdiskSource) -> Result<VirtualDisk> {
-    let at = |files: &dyn vdisk::Files, d: VirtualDisk| -> Result<VirtualDisk> {
-        match &src.snapshot {
-            Some(name) => Ok(vdisk::snapshot::at_snapshot(files, d, name)?),
-            None => Ok(d),
-        }
-    };
+/// Where the disk the arguments name is: its file namespace and path there.
+fn locate(src: &VdiskSource) -> Result<(Box<dyn Files>, String)> {
     match &src.path {
         Some(p) => {
             let (_stores, fs) = open_selected(&Select { sources: src.files.clone(), volume: src.volume.clone() })?;
             let p = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
-            let files = VmfsFiles(Arc::clone(&fs));
-            at(&files, vdisk::open(&files, &p)?)
+            Ok((Box::new(VmfsFiles(Arc::clone(&fs))), p))
         }
         None => {
             let [file] = src.files.as_slice() else {
                 bail!(UsageError("give one VMDK, or the volume's sources with --path".into()));
             };
-            if !file.exists() {
-                bail!(UsageError(format!("{}: no such file", file.display())));
-            }
-            at(&LocalFiles, vdisk::open(&LocalFiles, &local_path(file))?)
+            Ok((Box::new(LocalFiles), local_file(file)?))
         }
+    }
+}
+
+/// The "/"-path of a local file that must exist.
+fn local_file(file: &Path) -> Result<String> {
+    if !file.exists() {
+        bail!(UsageError(format!("{}: no such file", file.display())));
+    }
+    Ok(local_path(file))
+}
+
+/// Open the disk the arguments name (at `--snapshot` when given).
+fn open(src: &VdiskSource) -> Result<VirtualDisk> {
+    let (files, path) = locate(src)?;
+    let d = vdisk::open(&*files, &path)?;
+    match &src.snapshot {
+        Some(name) => Ok(vdisk::snapshot::at_snapshot(&*files, d, name)?),
+        None => Ok(d),
     }
 }
 
@@ -156,9 +169,6 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
             Ok(if r.unreadable.is_empty() { outcome } else { Outcome::Damaged })
         }
         VdiskCommand::Convert { src, to, format } => {
-            if format != "raw" {
-                bail!(UsageError(format!("--format {format}: only raw is written yet")));
-            }
             let d = open(&src)?;
             let outcome = report(&d);
             let dir = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -168,7 +178,11 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
             if src.files.iter().any(|f| f.canonicalize().ok() == to.canonicalize().ok()) {
                 bail!(UsageError("the output is an input".into()));
             }
-            let r = copy_to_file(&d, &to, CopyOptions::default())?;
+            let r = if format == "qcow2" {
+                copy_to_qcow2(&d, &to, CopyOptions::default())?
+            } else {
+                copy_to_file(&d, &to, CopyOptions::default())?
+            };
             match &r.sha256 {
                 Some(h) => println!("{h}  {}", to.display()),
                 None => println!("(sparse: per-range hashes only)  {}", to.display()),
@@ -177,6 +191,81 @@ pub fn run(c: VdiskCommand) -> Result<Outcome> {
                 eprintln!("unreadable bytes {:#x}..{:#x} (written as zeros)", u.start, u.end);
             }
             Ok(if r.unreadable.is_empty() { outcome } else { Outcome::Damaged })
+        }
+        VdiskCommand::Verify { src, against, max_ranges } => {
+            verify(&src, &against, max_ranges).map_err(|e| if e.is::<UsageError>() { e } else { Failed(e).into() })
+        }
+    }
+}
+
+/// `vdisk verify`: open both sides (virtual disk, else raw image), compare, print.
+fn verify(src: &VdiskSource, against: &Path, max_ranges: usize) -> Result<Outcome> {
+    let (files, path) = locate(src)?;
+    let a = match &src.path {
+        Some(_) => compare::open_disk(&*files, &path, || files.open(&path))?,
+        None => compare::open_disk(&*files, &path, || raw_file(&src.files[0]))?,
+    };
+    let other = local_file(against)?;
+    let b = compare::open_disk(&LocalFiles, &other, || raw_file(against))?;
+    for side in [&a, &b] {
+        if let Some(why) = &side.raw_because {
+            tracing::info!("{}: {why}", side.disk.name());
+            eprintln!("note: {} is no virtual disk: compared as a raw image", side.disk.name());
+        }
+        for p in &side.problems {
+            eprintln!("warning: {p}");
+        }
+    }
+    let c = compare::compare(&*a.disk, &*b.disk, max_ranges)?;
+    print_comparison(&c, &a, &b);
+    let mut outcome = if c.identical() { Outcome::Clean } else { Outcome::Damaged };
+    for (side, bad) in [(&a, &c.unreadable_a), (&b, &c.unreadable_b)] {
+        if bad.is_empty() {
+            continue;
+        }
+        let bytes: u64 = bad.iter().map(|r| r.end - r.start).sum();
+        let first: Vec<String> = bad.iter().take(4).map(|r| format!("{:#x}..{:#x}", r.start, r.end)).collect();
+        eprintln!(
+            "{}: {bytes} unreadable byte(s) in {} range(s), compared as zeros: {}{}",
+            side.disk.name(),
+            bad.len(),
+            first.join(", "),
+            if bad.len() > 4 { ", ..." } else { "" }
+        );
+        outcome = Outcome::Damaged;
+    }
+    Ok(outcome)
+}
+
+fn raw_file(p: &Path) -> std::result::Result<vmfs_rescue::block::Source, VdiskError> {
+    vmfs_rescue::block::open_path(p).map_err(|e| VdiskError::Io { file: p.display().to_string(), source: e })
+}
+
+fn print_comparison(c: &Comparison, a: &Opened, b: &Opened) {
+    if c.len_a != c.len_b {
+        println!(
+            "sizes differ: {} is {} bytes, {} is {} bytes (compared: the first {} bytes)",
+            a.disk.name(),
+            c.len_a,
+            b.disk.name(),
+            c.len_b,
+            c.len_a.min(c.len_b)
+        );
+    }
+    match c.first_difference {
+        None => println!(
+            "identical: {} bytes ({} read from each side, the rest is a hole in both)",
+            c.len_a, c.bytes_compared
+        ),
+        Some(first) => {
+            println!("different: first difference at byte {first} ({first:#x})");
+            println!("{} byte(s) differ in {} range(s)", c.differing_bytes, c.differing_ranges);
+            for r in &c.ranges {
+                println!("  {:#x}..{:#x} ({} bytes)", r.start, r.end, r.end - r.start);
+            }
+            if c.differing_ranges > c.ranges.len() as u64 {
+                println!("  ... and {} more range(s)", c.differing_ranges - c.ranges.len() as u64);
+            }
         }
     }
 }

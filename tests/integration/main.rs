@@ -12,6 +12,7 @@ mod forged_lfb;
 mod util;
 mod vdisk;
 mod vdisk_chains;
+mod vdisk_export;
 mod vdisk_qcow2;
 mod vdisk_vhd;
 mod vmfs;

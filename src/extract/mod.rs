@@ -3,6 +3,9 @@
 //! One thread reads data ranges in large pieces (the only thread touching the source, so the
 //! source sees one sequential stream), a second writes them, a third hashes them in file order.
 //! Holes are never read or written: the output is sized with `set_len` and stays sparse.
+//! Image formats plug in as a [`DataSink`] (`qcow2.rs`), so they share the reading and hashing.
+
+pub mod qcow2;
 
 use crate::block::{BlockSource, merge_ranges};
 use sha2::{Digest, Sha256};
@@ -71,12 +74,21 @@ enum Piece {
     Zeros(u64),
 }
 
+/// A consumer of the data pieces of a copy, in file order; holes are never passed to it (it
+/// must leave them reading as zeros). Called from the writer thread.
+pub trait DataSink: Send {
+    /// Store `data`, the content at `offset`.
+    fn write_data(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
+}
+
 /// Where the content goes.
 pub enum Sink<'a> {
     /// A file written at offsets (holes stay sparse).
     File(&'a File),
     /// A stream (holes written as zeros), e.g. standard output.
     Stream(&'a mut (dyn Write + Send)),
+    /// An image writer.
+    Data(&'a mut dyn DataSink),
     /// Nowhere: only hash.
     Null,
 }
@@ -117,8 +129,9 @@ pub fn copy(src: &dyn BlockSource, sink: Sink<'_>, opts: CopyOptions) -> io::Res
         let read_result = read_stage(src, size, to_writer, is_stream || whole_hash, &pool);
         let write_result = writer.join().map_err(|_| io::Error::other("writer thread panicked"))?;
         let (sha, ranges) = hasher.join().map_err(|_| io::Error::other("hasher thread panicked"))?;
-        let bytes_read = read_result?;
+        // The writer's error first: when it stopped the copy, the reader only saw the stop.
         write_result?;
+        let bytes_read = read_result?;
         Ok(CopyReport {
             size,
             sha256: sha,
@@ -203,26 +216,27 @@ fn write_stage(input: Receiver<Piece>, next: SyncSender<Piece>, sink: Sink<'_>) 
     let mut sink = sink;
     let mut result = Ok(());
     for piece in input {
-        if result.is_ok() {
-            result = match (&piece, &mut sink) {
-                (Piece::Data(off, buf), Sink::File(f)) => {
-                    f.write_all_at(buf, *off).map(|()| start_writeback(f, *off, buf.len()))
+        result = match (&piece, &mut sink) {
+            (Piece::Data(off, buf), Sink::File(f)) => {
+                f.write_all_at(buf, *off).map(|()| start_writeback(f, *off, buf.len()))
+            }
+            (Piece::Data(_, buf), Sink::Stream(w)) => w.write_all(buf),
+            (Piece::Data(off, buf), Sink::Data(d)) => d.write_data(*off, buf),
+            (Piece::Zeros(len), Sink::Stream(w)) => {
+                let mut left = *len;
+                let mut r = Ok(());
+                while left > 0 && r.is_ok() {
+                    let n = left.min(CHUNK);
+                    r = w.write_all(&zeros[..n as usize]);
+                    left -= n;
                 }
-                (Piece::Data(_, buf), Sink::Stream(w)) => w.write_all(buf),
-                (Piece::Zeros(len), Sink::Stream(w)) => {
-                    let mut left = *len;
-                    let mut r = Ok(());
-                    while left > 0 && r.is_ok() {
-                        let n = left.min(CHUNK);
-                        r = w.write_all(&zeros[..n as usize]);
-                        left -= n;
-                    }
-                    r
-                }
-                _ => Ok(()),
-            };
-        }
-        if next.send(piece).is_err() {
+                r
+            }
+            _ => Ok(()),
+        };
+        // A failed write (full disk, closed pipe) stops the copy: dropping `input` stops the
+        // reader, so a huge source is not read to the end for nothing.
+        if result.is_err() || next.send(piece).is_err() {
             break;
         }
     }
@@ -296,7 +310,7 @@ fn start_writeback(f: &File, off: u64, len: usize) {
 
 /// Call `f` on consecutive windows covering `0..size`; a window on which `f` returns true (found
 /// nothing) makes the next one twice as large, so absurd sizes cost few calls.
-fn for_windows(size: u64, mut f: impl FnMut(Range<u64>) -> bool) {
+pub(crate) fn for_windows(size: u64, mut f: impl FnMut(Range<u64>) -> bool) {
     let mut pos = 0u64;
     let mut w = MAP_WINDOW;
     while pos < size {
@@ -317,21 +331,24 @@ pub fn hex(b: &[u8]) -> String {
 
 /// Copy `src` into a new file at `dest`, atomically: written as `dest.partial`, renamed at the end.
 pub fn copy_to_file(src: &dyn BlockSource, dest: &Path, opts: CopyOptions) -> io::Result<CopyReport> {
+    write_atomically(dest, |f| {
+        f.set_len(src.len())?;
+        copy(src, Sink::File(f), opts)
+    })
+}
+
+/// Create `dest` atomically: `write` fills `dest.partial` (same folder, so the rename cannot cross
+/// file systems), which is synced and renamed over `dest` on success and removed on failure.
+pub fn write_atomically<R>(dest: &Path, write: impl FnOnce(&File) -> io::Result<R>) -> io::Result<R> {
     let mut tmp_name = dest.as_os_str().to_owned();
     tmp_name.push(".partial");
     let tmp = PathBuf::from(tmp_name);
-    let f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-    f.set_len(src.len())?;
-    let report = copy(src, Sink::File(&f), opts);
-    match report {
-        Ok(r) => {
-            f.sync_data()?;
-            drop(f);
-            std::fs::rename(&tmp, dest)?;
-            Ok(r)
-        }
+    let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp)?;
+    let done = write(&f).and_then(|r| f.sync_data().map(|()| r));
+    drop(f);
+    match done.and_then(|r| std::fs::rename(&tmp, dest).map(|()| r)) {
+        Ok(r) => Ok(r),
         Err(e) => {
-            drop(f);
             let _ = std::fs::remove_file(&tmp);
             Err(e)
         }
@@ -361,6 +378,23 @@ mod tests {
         assert_eq!(sanitize_component(b"a/b\0c"), OsString::from("a_b_c"));
         assert_eq!(sanitize_component(b""), OsString::from("_"));
         assert_eq!(sanitize_component("émoji😘".as_bytes()), OsString::from("émoji😘"));
+    }
+
+    /// A sink that fails stops the copy early, and its error is the one returned.
+    #[test]
+    fn failed_write_stops_the_copy() {
+        struct Full(u32);
+        impl DataSink for Full {
+            fn write_data(&mut self, _: u64, _: &[u8]) -> io::Result<()> {
+                self.0 += 1;
+                if self.0 > 2 { Err(io::Error::from(io::ErrorKind::StorageFull)) } else { Ok(()) }
+            }
+        }
+        let src = Tolerant::new(MemSource::new("mem", vec![7u8; CHUNK as usize * 40]));
+        let mut sink = Full(0);
+        let e = copy(&src, Sink::Data(&mut sink), CopyOptions::default()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(sink.0, 3);
     }
 
     #[test]
