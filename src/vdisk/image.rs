@@ -148,6 +148,11 @@ pub fn open(format: Format, files: &dyn Files, path: &str, src: Source) -> Resul
         Format::Vmdk => {
             Err(VdiskError::Unsupported { file: path.into(), what: "a VMDK is opened through its descriptor".into() })
         }
+        Format::Vdi => super::vdi::open(path, src),
+        Format::Parallels => super::parallels::open(path, src),
+        Format::Bochs => super::bochs::open(path, src),
+        Format::Cloop => super::cloop::open(path, src),
+        Format::Dmg => super::dmg::open(path, src),
         f => Err(VdiskError::Unsupported { file: path.into(), what: format!("{} images are not read yet", f.name()) }),
     }
 }

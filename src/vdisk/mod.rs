@@ -7,19 +7,25 @@
 //!
 //! [`BlockSource`]: crate::block::BlockSource
 
+pub mod bochs;
 pub mod chain;
+pub mod chunks;
+pub mod cloop;
 pub mod cowd;
 #[cfg(test)]
 mod delta_tests;
 pub mod descriptor;
+pub mod dmg;
 pub mod error;
 pub mod extent;
 pub mod files;
 pub mod grains;
 pub mod image;
 pub mod layer;
+pub mod parallels;
 pub mod sesparse;
 pub mod sparse;
+pub mod vdi;
 
 pub use chain::{VirtualDisk, open, open_leaf};
 pub use descriptor::{Descriptor, ExtentLine};
