@@ -7,24 +7,34 @@ use serde_json::json;
 use std::sync::Arc;
 use vmfs_rescue::block::BlockSource;
 use vmfs_rescue::extract::{CopyOptions, Sink, copy, copy_to_file};
-use vmfs_rescue::vdisk::{self, Format, Layer, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
+use vmfs_rescue::vdisk::{self, Files, Format, Layer, LocalFiles, VirtualDisk, VmfsFiles, files::local_path};
 
 /// Open the disk the arguments name.
 fn open(src: &VdiskSource) -> Result<VirtualDisk> {
+    let format = match src.input_format.as_deref() {
+        None => None,
+        Some(f) => match Format::from_name(f) {
+            Some(f) => Some(f),
+            None => bail!(UsageError(format!("--input-format {f}: not a format name (raw, vmdk, vdi, ...)"))),
+        },
+    };
+    let open_in = |files: &dyn Files, p: &str| -> Result<VirtualDisk> {
+        Ok(vdisk::open_leaf(files, Layer::open_as(files, p, format)?)?)
+    };
     match &src.path {
         Some(p) => {
             let (_stores, fs) = open_selected(&Select { sources: src.files.clone(), volume: src.volume.clone() })?;
             let p = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
-            Ok(vdisk::open(&VmfsFiles(Arc::clone(&fs)), &p)?)
+            open_in(&VmfsFiles(Arc::clone(&fs)), &p)
         }
         None => {
             let [file] = src.files.as_slice() else {
-                bail!(UsageError("give one VMDK, or the volume's sources with --path".into()));
+                bail!(UsageError("give one disk, or the volume's sources with --path".into()));
             };
             if !file.exists() {
                 bail!(UsageError(format!("{}: no such file", file.display())));
             }
-            Ok(vdisk::open(&LocalFiles, &local_path(file))?)
+            open_in(&LocalFiles, &local_path(file))
         }
     }
 }

@@ -98,20 +98,24 @@ impl Layer {
                 what: "sparse extent without an embedded descriptor".into(),
             })?
         } else {
+            // Neither a known magic nor descriptor text: a VMDK extent or a plain image, which
+            // is never guessed (a damaged header must not be read as raw data).
+            let unknown = || VdiskError::Unsupported {
+                file: path.into(),
+                what: format!(
+                    "not a known virtual-disk format ({} bytes, no image magic, not a VMDK descriptor); if it is \
+                     a VMDK extent open its .vmdk descriptor, if it is a plain image open it as raw \
+                     (--input-format raw)",
+                    src.len()
+                ),
+            };
             if src.len() > super::descriptor::MAX_DESCRIPTOR as u64 {
-                return Err(VdiskError::Descriptor {
-                    file: path.into(),
-                    what: format!(
-                        "{} bytes without a known image header: an extent or a raw image, not a descriptor \
-                         (open its .vmdk descriptor)",
-                        src.len()
-                    ),
-                });
+                return Err(unknown());
             }
             let mut b = vec![0u8; src.len() as usize];
             src.read_at(0, &mut b)?;
             if !looks_like_descriptor(&b) {
-                return Err(VdiskError::Descriptor { file: path.into(), what: "not a VMDK descriptor".into() });
+                return Err(unknown());
             }
             b
         };
