@@ -12,4 +12,5 @@ mod forged_lfb;
 mod util;
 mod vdisk;
 mod vdisk_chains;
+mod vdisk_formats;
 mod vmfs;

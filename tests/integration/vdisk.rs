@@ -11,7 +11,7 @@ use vmfs_rescue::vdisk::{LocalFiles, VirtualDisk, files::local_path, open};
 static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
 
 /// SHA-256 of the whole virtual content: data ranges read in 1 MiB pieces, holes hashed as zeros.
-fn disk_sha(d: &VirtualDisk) -> String {
+pub(crate) fn disk_sha(d: &VirtualDisk) -> String {
     let len = d.len();
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
