@@ -355,7 +355,10 @@ fn set(b: &[u8], at: usize, v: &[u8]) -> Vec<u8> {
     b
 }
 
-fn corrupt_at(e: &VdiskError) -> Option<(&'static str, u64)> {
+/// The structure and offset a `Corrupt` error names.
+type Where = Option<(&'static str, u64)>;
+
+fn corrupt_at(e: &VdiskError) -> Where {
     match e {
         VdiskError::Corrupt { structure, offset, .. } => Some((structure, *offset)),
         _ => None,
@@ -383,7 +386,7 @@ fn damaged_headers_fail_cleanly_and_fast() {
         std::fs::read(dmg).unwrap(),
     );
     let max = u32::MAX.to_le_bytes();
-    let cases: Vec<(&str, Vec<u8>, Option<(&str, u64)>)> = vec![
+    let cases: Vec<(&str, Vec<u8>, Where)> = vec![
         ("vdi-truncated.vdi", vdi[..0x100].to_vec(), Some(("VDI header", 0))),
         ("vdi-blocks.vdi", set(&set(&vdi, 0x180, &0x3fff_ffffu32.to_le_bytes()), 0x170, &[0xff; 8]), None),
         (
