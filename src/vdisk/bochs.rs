@@ -11,7 +11,7 @@
 
 use super::error::{Result, VdiskError};
 use super::grains::{Grain, GrainExtent, GrainFormat, Table, read_meta, u32_at, u64_at};
-use super::image::{Format, Image};
+use super::image::{Format, Image, size_words};
 use crate::block::Source;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -198,8 +198,8 @@ pub fn open(name: &str, src: Source) -> Result<Image> {
             "Bochs: {repeated} catalog entries name an extent already used by another; they read as zeros"
         ));
     }
-    let variant =
-        format!("growing, {} KiB extents{}", h.extent / 1024, if h.version == VERSION_1 { ", v1" } else { "" });
+    let v1 = if h.version == VERSION_1 { ", v1 header" } else { "" };
+    let variant = format!("growing, {} extents{v1}", size_words(u64::from(h.extent)));
     let capacity = h.disk;
     let g = Bochs { file: src.clone(), h, catalog };
     Ok(Image {

@@ -8,7 +8,7 @@
 use super::chunks::{Chunk, ChunkExtent, MAX_COMPRESSED, MAX_INFLATED, Piece};
 use super::error::{Result, VdiskError};
 use super::grains::read_meta;
-use super::image::{Format, Image};
+use super::image::{Format, Image, size_words};
 use crate::block::Source;
 
 /// Bytes of preamble before the header.
@@ -92,7 +92,7 @@ pub fn open(name: &str, src: Source) -> Result<Image> {
     let capacity = u64::from(blocks) * bs;
     Ok(Image {
         format: Format::Cloop,
-        variant: format!("V2.0, {} KiB blocks", block / 1024),
+        variant: format!("V2.0, {} blocks", size_words(u64::from(block))),
         capacity,
         reader: Box::new(ChunkExtent::new(name, src, capacity, pieces, problems)),
         id: None,

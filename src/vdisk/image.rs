@@ -157,6 +157,15 @@ pub fn open(format: Format, files: &dyn Files, path: &str, src: Source) -> Resul
     }
 }
 
+/// A block or cluster size in words for a variant ("64 KiB", "512 B").
+pub(crate) fn size_words(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b.is_multiple_of(1 << 20) => format!("{} MiB", b >> 20),
+        b if b >= 1024 && b.is_multiple_of(1024) => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
 /// A plain image: every byte is data where the file has data, holes are zeros.
 pub fn raw(src: Source) -> Image {
     let capacity = src.len();

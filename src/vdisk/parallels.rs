@@ -8,7 +8,7 @@
 
 use super::error::{Result, VdiskError};
 use super::grains::{Grain, GrainExtent, GrainFormat, Table, read_meta, u32_at, u64_at};
-use super::image::{Format, Image};
+use super::image::{Format, Image, size_words};
 use crate::block::Source;
 use std::sync::Arc;
 
@@ -139,7 +139,7 @@ pub fn open(name: &str, src: Source) -> Result<Image> {
     if h.inuse == INUSE_MAGIC {
         problems.push("Parallels: image was not closed cleanly (inuse set): the BAT may be stale".to_string());
     }
-    let mut variant = format!("{}, {} KiB clusters", if h.v2 { "v2" } else { "v1" }, h.tracks / 2);
+    let mut variant = format!("{}, {} clusters", if h.v2 { "v2" } else { "v1" }, size_words(u64::from(h.tracks) * 512));
     if h.ext_off != 0 {
         variant.push_str(", format extension (dirty bitmaps, ignored)");
     }

@@ -11,7 +11,7 @@
 
 use super::error::{Result, VdiskError};
 use super::grains::{Grain, GrainExtent, GrainFormat, Table, read_meta, u32_at, u64_at};
-use super::image::{Format, Image, ParentRef};
+use super::image::{Format, Image, ParentRef, size_words};
 use crate::block::Source;
 use std::sync::Arc;
 
@@ -267,7 +267,7 @@ pub fn open(name: &str, src: Source) -> Result<Image> {
     };
     let mut variant = h.image_type.words().to_string();
     if h.block_size != 1 << 20 {
-        variant.push_str(&format!(", {} KiB blocks", h.block_size / 1024));
+        variant.push_str(&format!(", {} blocks", size_words(u64::from(h.block_size))));
     }
     let id = (h.uuid_create != null).then(|| guid_text(&h.uuid_create));
     let capacity = h.disk_size;
