@@ -195,7 +195,7 @@ fn vdi_and_parallels_differential_vs_qemu() {
     for (fmt, opts, variant) in [
         ("vdi", "", "dynamic"),
         ("vdi", "static=on", "fixed"),
-        ("parallels", "", "v2, 1024 KiB clusters"),
+        ("parallels", "", "v2, 1 MiB clusters"),
         ("parallels", "cluster_size=64k", "v2, 64 KiB clusters"),
     ] {
         let img = qemu_image(tmp.path(), &format!("d.{fmt}"), fmt, opts);
