@@ -226,7 +226,16 @@ pub fn open_disk(
             let problems = d.problems.clone();
             Ok(Opened { disk: Arc::new(d), raw_because: None, problems })
         }
-        Err(VdiskError::Descriptor { file, what }) if file == path => {
+        Err(e) => {
+            // Only "this very file is no virtual disk" falls back to raw.
+            let what = match &e {
+                VdiskError::Descriptor { file, what } if file == path => what.clone(),
+                VdiskError::UnknownFormat { file, size } if file == path => {
+                    format!("{size} bytes without a virtual-disk header")
+                }
+                _ => return Err(e),
+            };
+            let file = path.to_string();
             let src = raw()?;
             let mut head = vec![0u8; src.len().min(4096) as usize];
             src.read_at(0, &mut head)?;
@@ -242,7 +251,6 @@ pub fn open_disk(
             }
             Ok(Opened { disk: src, raw_because: Some(what), problems: Vec::new() })
         }
-        Err(e) => Err(e),
     }
 }
 

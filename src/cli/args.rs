@@ -125,8 +125,8 @@ pub struct ForgeArgs {
 /// Where a virtual disk is: a local descriptor, or a path inside a VMFS volume.
 #[derive(Args, Debug)]
 pub struct VdiskSource {
-    /// The VMDK (leaf descriptor, or monolithic sparse file); with --path, the image files or
-    /// devices of the VMFS volume that holds it.
+    /// The disk (VMDK leaf descriptor or monolithic sparse file, or an image of another format);
+    /// with --path, the image files or devices of the VMFS volume that holds it.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// The VMDK's path inside the VMFS volume on FILES.
@@ -138,6 +138,11 @@ pub struct VdiskSource {
     /// Read the disk as it was at this snapshot (display name or uid from the VM's .vmsd).
     #[arg(long)]
     pub snapshot: Option<String>,
+    /// Open the disk as this format instead of recognising it by its magic (qemu's names:
+    /// raw, vmdk, vdi, parallels, bochs, cloop, dmg, ...). A plain image is never recognised:
+    /// open it with `-f raw`.
+    #[arg(long = "input-format", short = 'f', value_name = "FORMAT")]
+    pub input_format: Option<String>,
 }
 
 /// `vdisk` subcommands.

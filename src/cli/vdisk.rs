@@ -24,7 +24,7 @@ fn locate(src: &VdiskSource) -> Result<(Box<dyn Files>, String)> {
         }
         None => {
             let [file] = src.files.as_slice() else {
-                bail!(UsageError("give one VMDK, or the volume's sources with --path".into()));
+                bail!(UsageError("give one disk, or the volume's sources with --path".into()));
             };
             Ok((Box::new(LocalFiles), local_file(file)?))
         }
@@ -41,8 +41,15 @@ fn local_file(file: &Path) -> Result<String> {
 
 /// Open the disk the arguments name (at `--snapshot` when given).
 fn open(src: &VdiskSource) -> Result<VirtualDisk> {
+    let format = match src.input_format.as_deref() {
+        None => None,
+        Some(f) => match Format::from_name(f) {
+            Some(f) => Some(f),
+            None => bail!(UsageError(format!("--input-format {f}: not a format name (raw, vmdk, vdi, ...)"))),
+        },
+    };
     let (files, path) = locate(src)?;
-    let d = vdisk::open(&*files, &path)?;
+    let d = vdisk::open_leaf(&*files, Layer::open_as(&*files, &path, format)?)?;
     match &src.snapshot {
         Some(name) => Ok(vdisk::snapshot::at_snapshot(&*files, d, name)?),
         None => Ok(d),

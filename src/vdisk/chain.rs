@@ -1,6 +1,7 @@
 //! Chains: a leaf and its parents, followed by the names the child stores (a VMDK
 //! `parentFileNameHint`, a qcow2 backing file, VHD/VHDX parent locators), then the same folder,
-//! then a search of the folder for the identity the child expects (VMDK CID, parent UUID).
+//! then a search of the folder for the identity the child expects (VMDK CID, parent UUID); a
+//! child that records only an identity (VDI) goes straight to that search.
 //! The assembled disk is a [`BlockSource`]: data comes from the first link that holds it, zero
 //! grains stop the fall-through, and what no link holds reads as zeros.
 
@@ -76,7 +77,7 @@ fn parent_candidates(files: &dyn Files, child: &str, fmt: Format, p: &ParentRef)
 /// raw: so does this, and says so.
 fn open_parent(files: &dyn Files, path: &str, pref: &ParentRef, child_fmt: Format) -> Result<Layer> {
     match Layer::open_as(files, path, pref.format) {
-        Err(VdiskError::Descriptor { .. }) if pref.format.is_none() && child_fmt == Format::Qcow2 => {
+        Err(VdiskError::UnknownFormat { .. }) if pref.format.is_none() && child_fmt == Format::Qcow2 => {
             let mut l = Layer::open_as(files, path, Some(Format::Raw))?;
             l.problems.push("backing file format not recorded and no image header found: read as raw".into());
             Ok(l)
@@ -99,14 +100,12 @@ pub fn open_leaf(files: &dyn Files, leaf: Layer) -> Result<VirtualDisk> {
         let Some(child) = layers.last() else { break };
         let Some(pref) = child.parent.clone() else { break };
         let (child_path, child_fmt) = (child.path.clone(), child.format);
-        if pref.hints.is_empty() {
-            problems.push(format!(
-                "{child_path}: parent {} expected but no parent file name recorded",
-                pref.id.as_deref().unwrap_or("?")
-            ));
+        // A parent known only by its identity (VDI stores no file name) is searched for in
+        // the child's folder; with neither a name nor an identity there is nothing to look for.
+        let Some(want) = pref.hints.first().cloned().or_else(|| pref.id.clone()) else {
+            problems.push(format!("{child_path}: parent expected but neither its file name nor its identity recorded"));
             break;
-        }
-        let named = resolve(&child_path, &pref.hints[0]);
+        };
         let mut found = None;
         let mut fallback = None;
         for cand in parent_candidates(files, &child_path, child_fmt, &pref) {
@@ -129,10 +128,9 @@ pub fn open_leaf(files: &dyn Files, leaf: Layer) -> Result<VirtualDisk> {
                     let base = h.rsplit('/').next().unwrap_or(h);
                     p.path.rsplit('/').next() == Some(base)
                 });
-                if !by_name {
+                if !by_name && let Some(first) = pref.hints.first() {
                     problems.push(format!(
-                        "{child_path}: parent {:?} not found; parent {} chosen by its {}",
-                        pref.hints[0],
+                        "{child_path}: parent {first:?} not found; parent {} chosen by its {}",
                         p.path,
                         if p.format == Format::Vmdk { "CID" } else { "identity" }
                     ));
@@ -152,9 +150,15 @@ pub fn open_leaf(files: &dyn Files, leaf: Layer) -> Result<VirtualDisk> {
                 layers.push(p);
             }
             (None, None) => {
-                problems.push(format!(
-                    "parent of {child_path} not found (named {named:?}); what the parent held reads as zeros"
-                ));
+                problems.push(if pref.hints.is_empty() {
+                    format!(
+                        "parent of {child_path} not found: no file in its folder has identity {want} (the image \
+                         records no parent file name); what the parent held reads as zeros"
+                    )
+                } else {
+                    let named = resolve(&child_path, &want);
+                    format!("parent of {child_path} not found (named {named:?}); what the parent held reads as zeros")
+                });
                 break;
             }
         }

@@ -12,6 +12,12 @@ pub enum VdiskError {
     /// A file the disk needs is missing.
     #[error("{file}: not found ({why})")]
     Missing { file: String, why: String },
+    /// Neither a known image magic nor descriptor text: a VMDK extent or a plain image.
+    #[error(
+        "{file}: not a known virtual-disk format ({size} bytes, no image magic, not a VMDK descriptor); if it is \
+         a VMDK extent open its .vmdk descriptor, if it is a plain image open it as raw (--input-format raw)"
+    )]
+    UnknownFormat { file: String, size: u64 },
     /// A format or variant this reader does not handle.
     #[error("{file}: unsupported: {what}")]
     Unsupported { file: String, what: String },

@@ -94,6 +94,16 @@ impl<F: GrainFormat> GrainExtent<F> {
             if cur.as_ref().is_none_or(|(i, _)| *i != ti) {
                 cur = Some((ti, self.table(ti)));
             }
+            // A table that is one kind throughout (absent, unreadable) is one piece, not one
+            // per grain: small grains (512-byte Bochs sectors) would otherwise cost a call each.
+            if let Some((_, Table::Uniform(u))) = &cur
+                && !matches!(u, Grain::Data(_))
+            {
+                let table_end = ti.saturating_add(1).saturating_mul(tg).saturating_mul(gb).min(end).min(cap);
+                f(pos..table_end, *u, inner);
+                pos = table_end;
+                continue;
+            }
             let grain = match cur.as_ref().map(|(_, t)| t) {
                 Some(Table::Entries(e)) => e.get((g % tg) as usize).copied().unwrap_or(Grain::Unreadable),
                 Some(Table::Uniform(u)) => *u,

@@ -142,7 +142,6 @@ pub fn detect(src: &Source) -> Result<Option<Format>> {
 /// Open `src` (the file at `path`) as `format`. `files` opens the files a format refers to
 /// (a qcow2 external data file).
 pub fn open(format: Format, files: &dyn Files, path: &str, src: Source) -> Result<Image> {
-    let _ = files;
     match format {
         Format::Raw => Ok(raw(src)),
         Format::Qcow2 => super::qcow2::open(files, path, src),
@@ -151,7 +150,20 @@ pub fn open(format: Format, files: &dyn Files, path: &str, src: Source) -> Resul
         Format::Vmdk => {
             Err(VdiskError::Unsupported { file: path.into(), what: "a VMDK is opened through its descriptor".into() })
         }
-        f => Err(VdiskError::Unsupported { file: path.into(), what: format!("{} images are not read yet", f.name()) }),
+        Format::Vdi => super::vdi::open(path, src),
+        Format::Parallels => super::parallels::open(path, src),
+        Format::Bochs => super::bochs::open(path, src),
+        Format::Cloop => super::cloop::open(path, src),
+        Format::Dmg => super::dmg::open(path, src),
+    }
+}
+
+/// A block or cluster size in words for a variant ("64 KiB", "512 B").
+pub(crate) fn size_words(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b.is_multiple_of(1 << 20) => format!("{} MiB", b >> 20),
+        b if b >= 1024 && b.is_multiple_of(1024) => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
     }
 }
 

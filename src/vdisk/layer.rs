@@ -98,20 +98,16 @@ impl Layer {
                 what: "sparse extent without an embedded descriptor".into(),
             })?
         } else {
+            // Neither a known magic nor descriptor text: a VMDK extent or a plain image, which
+            // is never guessed (a damaged header must not be read as raw data).
+            let unknown = || VdiskError::UnknownFormat { file: path.into(), size: src.len() };
             if src.len() > super::descriptor::MAX_DESCRIPTOR as u64 {
-                return Err(VdiskError::Descriptor {
-                    file: path.into(),
-                    what: format!(
-                        "{} bytes without a known image header: an extent or a raw image, not a descriptor \
-                         (open its .vmdk descriptor)",
-                        src.len()
-                    ),
-                });
+                return Err(unknown());
             }
             let mut b = vec![0u8; src.len() as usize];
             src.read_at(0, &mut b)?;
             if !looks_like_descriptor(&b) {
-                return Err(VdiskError::Descriptor { file: path.into(), what: "not a VMDK descriptor".into() });
+                return Err(unknown());
             }
             b
         };

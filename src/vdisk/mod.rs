@@ -8,21 +8,27 @@
 //! [`BlockSource`]: crate::block::BlockSource
 
 pub mod bitmap;
+pub mod bochs;
 pub mod chain;
+pub mod chunks;
+pub mod cloop;
 pub mod cowd;
 #[cfg(test)]
 mod delta_tests;
 pub mod descriptor;
+pub mod dmg;
 pub mod error;
 pub mod extent;
 pub mod files;
 pub mod grains;
 pub mod image;
 pub mod layer;
+pub mod parallels;
 pub mod qcow2;
 pub mod sesparse;
 pub mod snapshot;
 pub mod sparse;
+pub mod vdi;
 pub mod vhd;
 pub mod vhdx;
 

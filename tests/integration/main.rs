@@ -13,6 +13,7 @@ mod util;
 mod vdisk;
 mod vdisk_chains;
 mod vdisk_export;
+mod vdisk_formats;
 mod vdisk_qcow2;
 mod vdisk_vhd;
 mod vmfs;
