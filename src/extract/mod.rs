@@ -302,7 +302,7 @@ fn hash_stage(input: Receiver<Piece>, whole: bool, recycle: &SyncSender<Vec<u8>>
 /// Ask the kernel to start writing `len` bytes at `off` back now (POSIX_FADV_DONTNEED starts
 /// writeback of dirty pages), so the final `fdatasync` waits for little and a huge copy does not
 /// fill the page cache with dirty output.
-fn start_writeback(f: &File, off: u64, len: usize) {
+pub(crate) fn start_writeback(f: &File, off: u64, len: usize) {
     use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
     let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else { return };
     let _ = posix_fadvise(f, off, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);

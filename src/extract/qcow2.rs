@@ -25,7 +25,7 @@ pub fn copy_to_qcow2(src: &dyn BlockSource, dest: &Path, opts: CopyOptions) -> i
             .cluster_size(CLUSTER_SIZE)
             .size(src.len())
             .create_open(DenyImplicitOpenGate::default(), |s| Ok(Qcow2::builder(s).write(true)))?;
-        let mut sink = Qcow2Sink { img: FormatAccess::new(qcow2) };
+        let mut sink = Qcow2Sink { img: FormatAccess::new(qcow2), file: f.try_clone()?, unflushed: 0 };
         let report = copy(src, Sink::Data(&mut sink), opts)?;
         // Metadata (L2 tables, refcounts) is cached by imago: write it before the file is synced.
         sink.img.flush()?;
@@ -36,7 +36,16 @@ pub fn copy_to_qcow2(src: &dyn BlockSource, dest: &Path, opts: CopyOptions) -> i
 /// The image being written.
 struct Qcow2Sink {
     img: Image,
+    /// The image file, to start writeback of what imago wrote.
+    file: std::fs::File,
+    /// Bytes handed to imago since writeback was last started.
+    unflushed: usize,
 }
+
+/// Data written between two writeback starts: imago appends clusters at the end of the file, so
+/// starting writeback of the whole file every so often keeps the dirty set small and the final
+/// sync short, as the raw path does per chunk.
+const WRITEBACK_EVERY: usize = 32 << 20;
 
 impl DataSink for Qcow2Sink {
     fn write_data(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
@@ -59,6 +68,12 @@ impl DataSink for Qcow2Sink {
         }
         if let Some(start) = run {
             self.img.write(&data[start..], offset + start as u64)?;
+        }
+        self.unflushed += data.len();
+        if self.unflushed >= WRITEBACK_EVERY {
+            self.unflushed = 0;
+            // Length 0: to the end of the file.
+            super::start_writeback(&self.file, 0, 0);
         }
         Ok(())
     }
