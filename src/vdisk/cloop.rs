@@ -135,11 +135,7 @@ mod tests {
     }
 
     fn kind(e: VdiskError) -> String {
-        match e {
-            VdiskError::Corrupt { structure, offset, .. } => format!("{structure}@{offset:#x}"),
-            VdiskError::Unsupported { .. } => "unsupported".into(),
-            e => e.to_string(),
-        }
+        e.kind()
     }
 
     #[test]

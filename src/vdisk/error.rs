@@ -33,6 +33,17 @@ pub enum VdiskError {
 }
 
 impl VdiskError {
+    /// A short kind for tests: "STRUCTURE@OFFSET" for corrupt structures, "unsupported", or the
+    /// message.
+    #[cfg(test)]
+    pub(crate) fn kind(&self) -> String {
+        match self {
+            VdiskError::Corrupt { structure, offset, .. } => format!("{structure}@{offset:#x}"),
+            VdiskError::Unsupported { .. } => "unsupported".into(),
+            e => e.to_string(),
+        }
+    }
+
     /// A corrupt-structure error.
     pub fn corrupt(file: impl Into<String>, structure: &'static str, offset: u64, what: impl Into<String>) -> Self {
         Self::Corrupt { file: file.into(), structure, offset, what: what.into() }

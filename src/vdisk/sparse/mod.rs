@@ -208,7 +208,15 @@ impl SparseExtent {
         match &self.index {
             Index::Tables(t) => {
                 let n = t.gtes() as u64;
-                (t.gde(g / n) == 0).then_some((g / n + 1) * n)
+                if t.gde(g / n) == 0 {
+                    return Some((g / n + 1) * n);
+                }
+                // A present table whose entries from `g` on are 0 (qemu preallocates every
+                // table of a huge, almost empty disk): one scan of the table, not one call a grain.
+                let gt = t.gt(&self.src, g / n)?;
+                let i = (g % n) as usize;
+                let zeros = gt.get(i..)?.iter().take_while(|&&e| e == 0).count() as u64;
+                (zeros > 0).then_some(g + zeros)
             }
             Index::Walk(m) => (!m.contains_key(&g)).then(|| m.range(g..).next().map_or(u64::MAX, |(&k, _)| k)),
         }
