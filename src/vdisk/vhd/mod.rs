@@ -355,7 +355,13 @@ impl Dynamic {
         let mut pos = range.start;
         while pos < end {
             let (bi, inner) = (pos / self.block, pos % self.block);
-            let piece_end = ((bi + 1) * self.block).min(end);
+            // Past the BAT (a size the table does not cover): no block there, one piece, so a
+            // hostile size costs one call, not one per block.
+            let piece_end = if bi >= self.bat.len() as u64 {
+                end
+            } else {
+                bi.saturating_add(1).saturating_mul(self.block).min(end)
+            };
             f(pos..piece_end, bi, inner);
             pos = piece_end;
         }
