@@ -203,9 +203,14 @@ impl VirtualDisk {
         let mut a = Allocation { data_per_link: vec![0; self.layers.len()], ..Default::default() };
         let mut last_data_end = None;
         let mut pos = 0;
+        let mut window = WINDOW;
         while pos < self.capacity() {
-            let end = pos.saturating_add(WINDOW).min(self.capacity());
-            for (r, kind, level) in self.map(pos..end)? {
+            let end = pos.saturating_add(window).min(self.capacity());
+            let pieces = self.map(pos..end)?;
+            // A window that is one piece (a hole, a damaged size): the next one twice as large,
+            // so an absurd virtual size costs few calls.
+            window = if pieces.len() <= 1 { window.saturating_mul(2) } else { WINDOW };
+            for (r, kind, level) in pieces {
                 let n = r.end - r.start;
                 match kind {
                     Alloc::Data => {
