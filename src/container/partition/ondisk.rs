@@ -50,6 +50,36 @@ impl Guid {
     pub fn is_nil(&self) -> bool {
         self.0 == [0; 16]
     }
+
+    /// The 16 bytes at `o` of `b` (zeros where `b` is too short).
+    pub fn at(b: &[u8], o: usize) -> Self {
+        Self(o.checked_add(16).and_then(|e| b.get(o..e)).and_then(|s| s.try_into().ok()).unwrap_or([0; 16]))
+    }
+
+    /// Lowercase hyphenated text, as Windows prints it (without braces).
+    pub fn text(&self) -> String {
+        self.to_string().to_ascii_lowercase()
+    }
+
+    /// Parse "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" (braces optional).
+    pub fn parse_text(s: &str) -> Option<Self> {
+        let s = s.trim().trim_start_matches('{').trim_end_matches('}');
+        let parts: Vec<&str> = s.split('-').collect();
+        let [p1, p2, p3, p4, p5] = parts.as_slice() else { return None };
+        let lens = [p1.len(), p2.len(), p3.len(), p4.len(), p5.len()];
+        if lens != [8, 4, 4, 4, 12] || !s.chars().all(|c| c == '-' || c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let d1 = u32::from_str_radix(p1, 16).ok()?;
+        let d2 = u16::from_str_radix(p2, 16).ok()?;
+        let d3 = u16::from_str_radix(p3, 16).ok()?;
+        let tail = format!("{p4}{p5}");
+        let mut d4 = [0u8; 8];
+        for (d, pair) in d4.iter_mut().zip(tail.as_bytes().chunks_exact(2)) {
+            *d = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        Some(Self::from_fields(d1, d2, d3, d4))
+    }
 }
 
 impl fmt::Display for Guid {

@@ -226,7 +226,7 @@ pub enum Replay {
 
 /// Replay the log of `file` (named `path`) whose current header is `h`.
 pub fn replay(path: &str, file: &Source, h: &Header) -> Result<Replay> {
-    if h.log_guid.is_zero() || h.log_length == 0 {
+    if h.log_guid.is_nil() || h.log_length == 0 {
         return Ok(Replay::Clean);
     }
     let refuse = |off: u64, what: String| {

@@ -50,81 +50,32 @@ pub fn le64(b: &[u8], o: usize) -> u64 {
     b.get(o..o + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
-/// A GUID as stored: `Data1` (u32), `Data2`, `Data3` (u16) little-endian, then 8 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Guid(pub [u8; 16]);
-
-impl Guid {
-    pub const fn new(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> Self {
-        let a = d1.to_le_bytes();
-        let b = d2.to_le_bytes();
-        let c = d3.to_le_bytes();
-        Self([a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d4[0], d4[1], d4[2], d4[3], d4[4], d4[5], d4[6], d4[7]])
-    }
-
-    pub fn at(b: &[u8], o: usize) -> Self {
-        Self(b.get(o..o + 16).and_then(|s| s.try_into().ok()).unwrap_or([0; 16]))
-    }
-
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 16]
-    }
-
-    /// Lowercase hyphenated text, as Windows prints it (without braces).
-    pub fn text(&self) -> String {
-        let b = &self.0;
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{}",
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            u16::from_le_bytes([b[4], b[5]]),
-            u16::from_le_bytes([b[6], b[7]]),
-            b[8],
-            b[9],
-            b[10..].iter().map(|x| format!("{x:02x}")).collect::<String>()
-        )
-    }
-
-    /// Parse "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" (braces optional).
-    pub fn parse_text(s: &str) -> Option<Self> {
-        let s = s.trim().trim_start_matches('{').trim_end_matches('}');
-        let parts: Vec<&str> = s.split('-').collect();
-        let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-        if lens != [8, 4, 4, 4, 12] || !s.chars().all(|c| c == '-' || c.is_ascii_hexdigit()) {
-            return None;
-        }
-        let d1 = u32::from_str_radix(parts[0], 16).ok()?;
-        let d2 = u16::from_str_radix(parts[1], 16).ok()?;
-        let d3 = u16::from_str_radix(parts[2], 16).ok()?;
-        let tail = format!("{}{}", parts[3], parts[4]);
-        let mut d4 = [0u8; 8];
-        for (i, d) in d4.iter_mut().enumerate() {
-            *d = u8::from_str_radix(tail.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Self::new(d1, d2, d3, d4))
-    }
-}
+/// GUIDs as stored (first three fields little-endian): the same type as GPT's.
+pub use crate::container::partition::ondisk::Guid;
 
 /// Region 2DC27766-F623-4200-9D64-115E9BFD4A08: the block allocation table.
-pub const BAT_REGION: Guid = Guid::new(0x2DC2_7766, 0xF623, 0x4200, [0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08]);
+pub const BAT_REGION: Guid =
+    Guid::from_fields(0x2DC2_7766, 0xF623, 0x4200, [0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08]);
 /// Region 8B7CA206-4790-4B9A-B8FE-575F050F886E: the metadata region.
 pub const METADATA_REGION: Guid =
-    Guid::new(0x8B7C_A206, 0x4790, 0x4B9A, [0xB8, 0xFE, 0x57, 0x5F, 0x05, 0x0F, 0x88, 0x6E]);
+    Guid::from_fields(0x8B7C_A206, 0x4790, 0x4B9A, [0xB8, 0xFE, 0x57, 0x5F, 0x05, 0x0F, 0x88, 0x6E]);
 /// Metadata items.
 pub const FILE_PARAMETERS: Guid =
-    Guid::new(0xCAA1_6737, 0xFA36, 0x4D43, [0xB3, 0xB6, 0x33, 0xF0, 0xAA, 0x44, 0xE7, 0x6B]);
+    Guid::from_fields(0xCAA1_6737, 0xFA36, 0x4D43, [0xB3, 0xB6, 0x33, 0xF0, 0xAA, 0x44, 0xE7, 0x6B]);
 pub const VIRTUAL_DISK_SIZE: Guid =
-    Guid::new(0x2FA5_4224, 0xCD1B, 0x4876, [0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8]);
+    Guid::from_fields(0x2FA5_4224, 0xCD1B, 0x4876, [0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8]);
 /// "Page 83 Data": the virtual disk id a guest sees (SCSI VPD page 0x83).
-pub const PAGE_83_DATA: Guid = Guid::new(0xBECA_12AB, 0xB2E6, 0x4523, [0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46]);
+pub const PAGE_83_DATA: Guid =
+    Guid::from_fields(0xBECA_12AB, 0xB2E6, 0x4523, [0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46]);
 pub const LOGICAL_SECTOR_SIZE: Guid =
-    Guid::new(0x8141_BF1D, 0xA96F, 0x4709, [0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA, 0xAB, 0x5F]);
+    Guid::from_fields(0x8141_BF1D, 0xA96F, 0x4709, [0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA, 0xAB, 0x5F]);
 pub const PHYSICAL_SECTOR_SIZE: Guid =
-    Guid::new(0xCDA3_48C7, 0x445D, 0x4471, [0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51, 0xC5, 0x56]);
+    Guid::from_fields(0xCDA3_48C7, 0x445D, 0x4471, [0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51, 0xC5, 0x56]);
 pub const PARENT_LOCATOR: Guid =
-    Guid::new(0xA8D3_5F2D, 0xB30B, 0x454D, [0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C]);
+    Guid::from_fields(0xA8D3_5F2D, 0xB30B, 0x454D, [0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C]);
 /// Locator type of a VHDX parent.
 pub const VHDX_PARENT_LOCATOR: Guid =
-    Guid::new(0xB04A_EFB7, 0xD19E, 0x4A81, [0xB7, 0x89, 0x25, 0xB8, 0xE9, 0x44, 0x59, 0x13]);
+    Guid::from_fields(0xB04A_EFB7, 0xD19E, 0x4A81, [0xB7, 0x89, 0x25, 0xB8, 0xE9, 0x44, 0x59, 0x13]);
 
 /// A header (4 KiB at 64 KiB and at 128 KiB).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
