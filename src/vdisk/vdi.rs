@@ -97,15 +97,7 @@ fn uuid_at(b: &[u8], off: usize) -> [u8; 16] {
 /// little-endian (the Windows GUID layout), so they are reversed to print the usual form;
 /// the id of an image and the parent id of its child go through this same function.
 pub fn guid_text(u: &[u8; 16]) -> String {
-    let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
-    let mut s = String::with_capacity(36);
-    for (i, &k) in order.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push_str(&format!("{:02x}", u[k]));
-    }
-    s
+    crate::container::partition::ondisk::Guid(*u).text()
 }
 
 impl Header {
