@@ -16,5 +16,6 @@ pub mod datastore;
 pub mod extract;
 pub mod forge;
 pub mod le;
+pub mod recover;
 pub mod vdisk;
 pub mod vmfs;
