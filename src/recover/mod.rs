@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod finding;
+pub mod output;
 pub mod rebuild;
 
 pub use finding::{Finding, What};
