@@ -5,6 +5,7 @@
 
 pub mod item;
 mod names;
+mod regen;
 pub mod synth;
 
 pub use item::{Confidence, Item, Kind, State};
@@ -106,6 +107,7 @@ pub fn rebuild(sources: &[Source], findings: &[Finding]) -> Catalog {
             volume_items(&mut cat, &names, Arc::clone(fs), "FS descriptor".into(), &[], false);
         }
     }
+    regen::regenerate(&mut cat.items);
     cat
 }
 
