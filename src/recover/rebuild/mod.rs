@@ -3,6 +3,7 @@
 //! or left from a file system formatted over it. Names come from every directory block the scan
 //! saw; what has no name gets one made from what it contains, and says so.
 
+mod carve;
 pub mod item;
 mod names;
 pub mod synth;
@@ -106,6 +107,7 @@ pub fn rebuild(sources: &[Source], findings: &[Finding]) -> Catalog {
             volume_items(&mut cat, &names, Arc::clone(fs), "FS descriptor".into(), &[], false);
         }
     }
+    carve::carve(&mut cat, sources, findings);
     cat
 }
 
