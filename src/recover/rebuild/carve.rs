@@ -68,11 +68,13 @@ struct Vol {
 
 impl Vol {
     fn is_free(&self, r: &Range<u64>) -> bool {
-        r.end <= self.fs.vol.len() && !self.used.iter().any(|u| u.start < r.end && r.start < u.end)
+        let i = self.used.partition_point(|u| u.end <= r.start);
+        r.end <= self.fs.vol.len() && self.used.get(i).is_none_or(|u| u.start >= r.end)
     }
     /// Where the free run starting at `off` ends (the next used range or the volume end).
     fn free_end(&self, off: u64) -> u64 {
-        self.used.iter().filter(|u| u.end > off).map(|u| u.start.max(off)).min().unwrap_or(self.fs.vol.len())
+        let i = self.used.partition_point(|u| u.end <= off);
+        self.used.get(i).map_or(self.fs.vol.len(), |u| u.start.max(off))
     }
     fn slice(&self, off: u64, len: u64) -> Source {
         Arc::new(Slice::new(Arc::clone(&self.fs.vol), off, len))
@@ -368,7 +370,7 @@ fn descriptor_sizes(v: &Vol) -> Vec<(String, u64)> {
 
 /// A deleted file that may be a flat disk: named so, or unnamed, and addressed by file blocks.
 fn is_flat_candidate(d: &Deleted) -> bool {
-    let named = d.name.as_deref().map_or(true, |n| n.ends_with("-flat.vmdk"));
+    let named = d.name.as_deref().is_none_or(|n| n.ends_with("-flat.vmdk"));
     named && !matches!(d.zla, Zla::SubBlock | Zla::Resident)
 }
 
@@ -465,7 +467,7 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> Vec<Found> {
 
 /// The GPT backup header sits in the disk's last sector and names itself there.
 fn gpt_backup_ok(v: &Vol, off: u64, size: u64) -> bool {
-    if size < 2 * 512 || size % 512 != 0 {
+    if size < 2 * 512 || !size.is_multiple_of(512) {
         return false;
     }
     let Some(at) = off.checked_add(size - 512) else { return false };
@@ -528,10 +530,14 @@ fn cowd_len(v: &Vol, off: u64) -> Option<u64> {
         return None;
     }
     let gdb = read_vec(v.fs.vol.as_ref(), off + gd * 512, usize::try_from(gde * 4).ok()?).ok()?;
+    // No more tables than fit in the file: a hostile directory naming one table a million
+    // times is not read a million times.
+    let mut tables = len / (COWD_GT_ENTRIES * 4) + 1;
     for e in gdb.chunks_exact(4).map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))) {
         if e == 0 {
             continue;
         }
+        tables = tables.checked_sub(1)?;
         if e < gd || e + COWD_GT_ENTRIES * 4 / 512 > free {
             return None;
         }
