@@ -3,6 +3,7 @@
 //! or left from a file system formatted over it. Names come from every directory block the scan
 //! saw; what has no name gets one made from what it contains, and says so.
 
+mod carve;
 pub mod item;
 mod names;
 mod regen;
@@ -107,6 +108,8 @@ pub fn rebuild(sources: &[Source], findings: &[Finding]) -> Catalog {
             volume_items(&mut cat, &names, Arc::clone(fs), "FS descriptor".into(), &[], false);
         }
     }
+    carve::carve(&mut cat, sources, findings);
+    // After carving: a recovered extent may need its descriptor written.
     regen::regenerate(&mut cat.items);
     cat
 }
