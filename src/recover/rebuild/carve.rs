@@ -32,13 +32,13 @@ const RESIDENT_LOST: &str = "deleted: its data lived inside the FD (resident) an
 /// Find the content of the deleted files of every volume of `cat`, from the `findings` of
 /// `sources`; attach it to the deleted items, or add `carved/` items.
 pub fn carve(cat: &mut Catalog, sources: &[Source], findings: &[Finding]) {
-    let mut done: Vec<*const Vmfs> = Vec::new();
+    // Every distinct file system, where it starts, and what its surviving files use.
+    let mut vols: Vec<(Arc<Vmfs>, Vec<String>, String, Option<(usize, u64)>, Vec<Range<u64>>)> = Vec::new();
     for vi in 0..cat.volumes.len() {
         let fs = Arc::clone(&cat.volumes[vi].fs);
-        if done.contains(&Arc::as_ptr(&fs)) {
+        if vols.iter().any(|v| Arc::ptr_eq(&v.0, &fs)) {
             continue;
         }
-        done.push(Arc::as_ptr(&fs));
         let labels: Vec<String> =
             cat.volumes.iter().filter(|v| Arc::ptr_eq(&v.fs, &fs)).map(|v| v.name.clone()).collect();
         let label = cat
@@ -46,13 +46,26 @@ pub fn carve(cat: &mut Catalog, sources: &[Source], findings: &[Finding]) {
             .iter()
             .find(|v| Arc::ptr_eq(&v.fs, &fs) && !v.previous)
             .map_or_else(|| cat.volumes[vi].name.clone(), |v| v.name.clone());
-        let Some((src, start)) = volume_start(&fs, sources, findings) else {
+        let start = volume_start(&fs, sources, findings);
+        let used = used_ranges(cat, &fs, &labels);
+        vols.push((fs, labels, label, start, used));
+    }
+    for (fs, labels, label, start, used) in &vols {
+        let Some((src, start)) = *start else {
             cat.notes.push(format!("{label}: volume start on the sources unknown; deleted files not carved"));
             continue;
         };
-        let mut v = Vol { fs: Arc::clone(&fs), label, used: used_ranges(cat, &fs, &labels), found: Vec::new() };
+        // A file system formatted over another one at the same place: the older one's surviving
+        // files are not free space of the newer one (nor the other way round).
+        let mut all = used.clone();
+        for (other, _, _, ostart, oused) in &vols {
+            if !Arc::ptr_eq(other, fs) && *ostart == Some((src, start)) {
+                all.extend(oused.iter().cloned());
+            }
+        }
+        let mut v = Vol { fs: Arc::clone(fs), label: label.clone(), used: merge_ranges(all), found: Vec::new() };
         v.found = local_findings(&v, &sources[src], src, start, findings);
-        carve_volume(cat, &v, &labels);
+        carve_volume(cat, &v, labels);
     }
 }
 
