@@ -33,7 +33,7 @@ const RESIDENT_LOST: &str = "deleted: its data lived inside the FD (resident) an
 /// `sources`; attach it to the deleted items, or add `carved/` items.
 pub fn carve(cat: &mut Catalog, sources: &[Source], findings: &[Finding]) {
     // Every distinct file system, where it starts, and what its surviving files use.
-    let mut vols: Vec<(Arc<Vmfs>, Vec<String>, String, Option<(usize, u64)>, Vec<Range<u64>>)> = Vec::new();
+    let mut vols: Vec<FsSpace> = Vec::new();
     for vi in 0..cat.volumes.len() {
         let fs = Arc::clone(&cat.volumes[vi].fs);
         if vols.iter().any(|v| Arc::ptr_eq(&v.0, &fs)) {
@@ -68,6 +68,9 @@ pub fn carve(cat: &mut Catalog, sources: &[Source], findings: &[Finding]) {
         carve_volume(cat, &v, labels);
     }
 }
+
+/// A file system, its volume names, its label, where it starts and what its files use.
+type FsSpace = (Arc<Vmfs>, Vec<String>, String, Option<(usize, u64)>, Vec<Range<u64>>);
 
 /// One volume being carved.
 struct Vol {
