@@ -6,6 +6,12 @@
 //! the findings mean together is decided afterwards, from the index, without a second full read.
 
 pub mod classify;
+pub mod error;
 pub mod finding;
+pub mod index;
+pub mod scan;
 
+pub use error::RecoverError;
 pub use finding::{Finding, What};
+pub use index::{IndexedSource, ScanIndex};
+pub use scan::{Progress, ScanOptions, ScanSummary, scan};
