@@ -1,13 +1,13 @@
 //! `vmfs-rescue scan`: one read of every data byte of the sources into a resumable index.
 
-use super::{Outcome, UsageError, open_sources};
+use super::{Failed, Outcome, UsageError, open_sources};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vmfs_rescue::datastore::dest_on_source;
-use vmfs_rescue::recover::{Progress, ScanOptions, ScanSummary, scan};
+use vmfs_rescue::recover::{Progress, RecoverError, ScanOptions, ScanSummary, scan};
 
 /// Milliseconds to sleep after each chunk read: tests slow a scan down to kill it midway.
 const THROTTLE_ENV: &str = "VMFS_RESCUE_SCAN_THROTTLE";
@@ -41,7 +41,11 @@ pub fn run(sources: &[PathBuf], state: &Path, json: bool, chunk_kib: usize) -> R
             eprint!("\r{}\x1b[K", progress_line(p));
         }
     };
-    let summary = scan(&named, state, &opts, &mut show)?;
+    // Status 1 is an answer (unreadable sectors met), so a failed scan exits 2.
+    let summary = scan(&named, state, &opts, &mut show).map_err(|e| match e {
+        RecoverError::OtherSources { .. } => anyhow::Error::new(UsageError(e.to_string())),
+        e => anyhow::Error::new(Failed(e.into())),
+    })?;
     if tty {
         eprintln!();
     }

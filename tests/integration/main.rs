@@ -9,6 +9,7 @@ mod forge_layout;
 mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
+mod recover_scan;
 mod util;
 mod vdisk;
 mod vdisk_chains;
