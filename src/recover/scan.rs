@@ -433,3 +433,46 @@ pub fn kind(w: &What) -> &'static str {
         What::Guest { .. } => "guest",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{MemSource, Tolerant};
+    use std::sync::Arc;
+
+    #[test]
+    fn chunks_follow_a_fixed_grid_from_any_position() {
+        let ranges = [0..10u64, 20..45];
+        let all: Vec<_> = chunks(&ranges, 0, 8).collect();
+        assert_eq!(all, [0..8, 8..10, 20..24, 24..32, 32..40, 40..45]);
+        // Resuming at a chunk end gives the rest of the same chunks.
+        assert_eq!(chunks(&ranges, 24, 8).collect::<Vec<_>>(), [24..32, 32..40, 40..45]);
+        assert_eq!(chunks(&ranges, 45, 8).count(), 0);
+    }
+
+    #[test]
+    fn kind_is_the_serde_tag() {
+        let ws = [
+            What::Heartbeat { self_offset: 0 },
+            What::DirHeader6 { addr: 1, parent: 2, num_entries: 3 },
+            What::PointerBlock { v6: true, count: 1 },
+            What::Vmx { text: String::new() },
+            What::Guest { fs: "ext".into(), size: None },
+        ];
+        for w in ws {
+            let v = serde_json::to_value(&w).unwrap();
+            assert_eq!(v["kind"], kind(&w));
+        }
+    }
+
+    #[test]
+    fn empty_sources_scan_to_a_finished_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let src: Source = Arc::new(Tolerant::new(MemSource::new("zeros", vec![0u8; 3 << 20])));
+        let mut calls = 0;
+        let s = scan(&[("zeros".into(), src)], dir.path(), &ScanOptions::default(), &mut |_| calls += 1).unwrap();
+        assert!(calls > 0 && s.progress.findings == 0 && s.progress.done == 3 << 20 && !s.resumed);
+        let idx = super::super::ScanIndex::load(dir.path()).unwrap();
+        assert!(idx.finished() && idx.all_findings().unwrap().is_empty());
+    }
+}
