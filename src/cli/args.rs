@@ -96,7 +96,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// KiB per read (tests and benchmarks).
-        #[arg(long, hide = true, default_value_t = 8192)]
+        #[arg(long, hide = true, default_value_t = 512)]
         chunk_kib: usize,
     },
     /// Write a test datastore as ESXi lays it out, with realistic content, damaged as a
