@@ -99,6 +99,25 @@ pub enum Command {
         #[arg(long, hide = true, default_value_t = 512)]
         chunk_kib: usize,
     },
+    /// Rebuild what a scan found (volumes, lost+found, deleted and formatted-over files) and
+    /// write it to OUT with report.json and report.txt.
+    Recover {
+        /// Image files or block devices (the same as for the scan).
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// The scan's state folder.
+        #[arg(long)]
+        state: PathBuf,
+        /// Destination folder (created if missing; never on a source).
+        #[arg(long)]
+        to: PathBuf,
+        /// Write only these output or datastore paths (prefixes; repeatable).
+        #[arg(long)]
+        select: Vec<String>,
+        /// See `extract`.
+        #[arg(long, default_value_t = 16)]
+        hole_hash_limit_gib: u64,
+    },
     /// Write a test datastore as ESXi lays it out, with realistic content, damaged as a
     /// scenario says, and its ground truth.
     Forge(ForgeArgs),

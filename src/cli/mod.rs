@@ -5,6 +5,7 @@ mod cat;
 mod extract;
 mod forge;
 mod ls;
+mod recover;
 mod scan;
 mod vdisk;
 mod volumes;
@@ -62,6 +63,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         let _ = BAD_SECTORS.set(v);
     }
     match cli.cmd {
+        Command::Recover { sources, state, to, select, hole_hash_limit_gib } => {
+            recover::run(&sources, &state, &to, &select, hole_hash_limit_gib << 30)
+        }
         Command::Forge(a) => forge::run(&a),
         Command::Demo { dir } => forge::demo(dir),
         Command::Vdisk(c) => vdisk::run(c),

@@ -2,10 +2,14 @@
 //! are rejected by one or two word compares, so classification keeps up with the disk on two
 //! cores. Every recogniser checks its own bounds; nothing here trusts a size it read.
 
-use super::finding::What;
+use super::finding::{SeenEntry, What};
 use crate::container::lvm::ondisk::{LVM_MAGIC, LvmDeviceHeader};
-use crate::le::{u32_at, u64_at};
-use crate::vmfs::ondisk::{DiskLock, FileMeta, FsDescriptor, LOCK_TYPE_FD, VMFS_MAGIC, VMFSL_MAGIC};
+use crate::le::{u16_at, u32_at, u64_at};
+use crate::vmfs::ondisk::{
+    DIR_ENTRY5_SIZE, DIR6_BLOCK_HEADER_SIZE, DIR6_DEBUG_VERSION, DIR6_ENTRY_SIZE, DIR6_HEADER_SIZE, DIR6_VERSION,
+    DirBlockHeader6, DirEntry5, DirEntry6, DirHeader6, DiskLock, FileMeta, FsDescriptor, LOCK_TYPE_FD, VMFS_MAGIC,
+    VMFSL_MAGIC,
+};
 use std::ops::Range;
 
 /// Sector granularity of the scan.
@@ -34,8 +38,210 @@ fn at(b: &[u8], off: u64) -> Option<What> {
         VMFS_MAGIC | VMFSL_MAGIC => fs_descriptor(b),
         LVM_MAGIC => lvm_header(b),
         0x10C0_0001..=0x10C0_0008 => lock_block(b, w0, off),
-        _ => None,
+        HB_FREE | HB_LOCKED => heartbeat(b, off),
+        DIR6_VERSION | DIR6_DEBUG_VERSION => dir_header6(b),
+        KDMV => sparse_kdmv(b),
+        COWD => sparse_cowd(b),
+        _ => text(b)
+            .or_else(|| dir5(b))
+            .or_else(|| dir6_block(b))
+            .or_else(|| sesparse(b))
+            .or_else(|| if off.is_multiple_of(GUEST_ALIGN) { guest(b) } else { None }),
     }
+}
+
+/// Heartbeat slot states (`FS3_HB_FREE`, and a slot held by a host).
+const HB_FREE: u32 = 0xABCD_EF01;
+const HB_LOCKED: u32 = 0xABCD_EF02;
+/// "KDMV" and "COWD" read as little-endian words.
+const KDMV: u32 = 0x564D_444B;
+const COWD: u32 = 0x4457_4F43;
+/// Guest structures are looked for only here: virtual disks start on VMFS blocks (1 MiB or
+/// sub-blocks of 8 KiB or 64 KiB), and partitions start on 1 MiB or 63-sector boundaries.
+const GUEST_ALIGN: u64 = 8192;
+/// Cap on recorded text.
+const TEXT_CAP: usize = 16 * 1024;
+
+fn heartbeat(b: &[u8], off: u64) -> Option<What> {
+    let self_offset = u64_at(b, 4)?;
+    (self_offset % SECTOR as u64 == 0 && self_offset <= off).then_some(What::Heartbeat { self_offset })
+}
+
+fn dir_header6(b: &[u8]) -> Option<What> {
+    let h = DirHeader6::parse(b.get(..DIR6_HEADER_SIZE)?).ok()?;
+    (h.self_entry.desc_addr & 7 == 4).then_some(What::DirHeader6 {
+        addr: h.self_entry.desc_addr,
+        parent: h.parent_entry.desc_addr,
+        num_entries: h.num_entries,
+    })
+}
+
+/// A plausible directory entry: a known type, an FD address, a printable name.
+fn plausible(kind: u32, addr: u32, name: &[u8]) -> bool {
+    (1..=8).contains(&kind)
+        && addr & 7 == 4
+        && !name.is_empty()
+        && std::str::from_utf8(name).is_ok_and(|s| !s.chars().any(char::is_control))
+}
+
+/// The start of a VMFS3/5 directory: "." naming itself, then "..". Entries are read to the end
+/// of the lookahead or the next directory start; garbage records are skipped.
+fn dir5(b: &[u8]) -> Option<What> {
+    let first = DirEntry5::parse(b).ok()?;
+    let second = DirEntry5::parse(b.get(DIR_ENTRY5_SIZE..)?).ok()?;
+    if first.name != b"." || second.name != b".." || first.kind.raw() != 2 || first.desc_addr & 7 != 4 {
+        return None;
+    }
+    let mut entries = Vec::new();
+    for (i, rec) in b.chunks_exact(DIR_ENTRY5_SIZE).enumerate() {
+        let Ok(e) = DirEntry5::parse(rec) else { break };
+        if i > 1 && e.name == b"." {
+            break;
+        }
+        if plausible(e.kind.raw(), e.desc_addr, &e.name) {
+            entries.push(seen(e.kind.raw(), e.desc_addr, e.generation, &e.name));
+        }
+    }
+    Some(What::DirEntries { v6: false, entries })
+}
+
+fn seen(kind: u32, addr: u32, generation: u32, name: &[u8]) -> SeenEntry {
+    SeenEntry { name: String::from_utf8_lossy(name).into_owned(), addr, generation, kind }
+}
+
+/// A VMFS6 dirent block: header type 1, and used slots whose entries name their own offset
+/// (which agrees with the slot's place in a metadata block).
+fn dir6_block(b: &[u8]) -> Option<What> {
+    if u16_at(b, 2)? != 1 {
+        return None;
+    }
+    let h = DirBlockHeader6::parse(b).ok()?;
+    let slots = usize::from(h.total_slots);
+    if slots == 0 || slots > 0x100 {
+        return None;
+    }
+    let mut entries = Vec::new();
+    for slot in 0..slots {
+        let at = DIR6_BLOCK_HEADER_SIZE + slot * DIR6_ENTRY_SIZE;
+        let Some(rec) = b.get(at..at + DIR6_ENTRY_SIZE) else { break };
+        if !h.slot_used(slot) {
+            continue;
+        }
+        let Ok(e) = DirEntry6::parse(rec) else { continue };
+        if e.self_offset % 0x1000 != at as u64 % 0x1000 && e.self_offset % 0x10000 != at as u64 {
+            return None;
+        }
+        if plausible(e.kind.raw(), e.desc_addr, &e.name) {
+            entries.push(seen(e.kind.raw(), e.desc_addr, e.generation, &e.name));
+        }
+    }
+    (!entries.is_empty()).then_some(What::DirEntries { v6: true, entries })
+}
+
+/// The text of a descriptor, .vmx or .vmsd at `b[0]`: printable up to a NUL or the cap.
+fn text(b: &[u8]) -> Option<What> {
+    let c = *b.first()?;
+    if !(c == b'#' || c == b'.' || c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let head = &b[..b.len().min(64)];
+    let kind = if head.starts_with(b"# Disk DescriptorFile") {
+        0
+    } else if head.starts_with(b".encoding") || head.starts_with(b"config.version") {
+        let t = &b[..b.len().min(4096)];
+        if contains(t, b"virtualHW.version") || contains(t, b"config.version") {
+            1
+        } else if contains(t, b"snapshot.") {
+            2
+        } else {
+            return None;
+        }
+    } else if head.starts_with(b"snapshot.lastUID") || head.starts_with(b"snapshot.numSnapshots") {
+        2
+    } else {
+        return None;
+    };
+    let end = b.iter().take(TEXT_CAP).position(|&c| c == 0).unwrap_or(b.len().min(TEXT_CAP));
+    let body = &b[..end];
+    if body.iter().any(|&c| c < 0x09 || (c > 0x0D && c < 0x20)) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(body).into_owned();
+    Some(match kind {
+        0 => What::VmdkDescriptor { text },
+        1 => What::Vmx { text },
+        _ => What::Vmsd { text },
+    })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn sparse_kdmv(b: &[u8]) -> Option<What> {
+    let sectors = u64_at(b, 12)?;
+    let grain = u64_at(b, 20)?;
+    (grain.is_power_of_two() && grain <= 0x800 && sectors > 0 && sectors < 1 << 40)
+        .then(|| What::SparseHeader { format: "KDMV".into(), capacity: sectors * 512 })
+}
+
+fn sparse_cowd(b: &[u8]) -> Option<What> {
+    let sectors = u32_at(b, 12)?;
+    (u32_at(b, 4)? == 1 && sectors > 0)
+        .then(|| What::SparseHeader { format: "COWD".into(), capacity: u64::from(sectors) * 512 })
+}
+
+fn sesparse(b: &[u8]) -> Option<What> {
+    if u64_at(b, 0)? != crate::vdisk::sesparse::SESPARSE_MAGIC {
+        return None;
+    }
+    let sectors = u64_at(b, 16)?;
+    (sectors > 0 && sectors < 1 << 40)
+        .then(|| What::SparseHeader { format: "SEsparse".into(), capacity: sectors * 512 })
+}
+
+/// MBR/GPT (boot signature and a sane table), NTFS, FAT and ext boot blocks.
+fn guest(b: &[u8]) -> Option<What> {
+    if b.get(3..11) == Some(b"NTFS    ") && u16_at(b, 510)? == 0xAA55 {
+        let sectors = u64_at(b, 0x28)?;
+        let bps = u64::from(u16_at(b, 0x0B)?);
+        return Some(What::Guest { fs: "ntfs".into(), size: sectors.checked_mul(bps) });
+    }
+    if b.get(0x52..0x5A) == Some(b"FAT32   ") && u16_at(b, 510)? == 0xAA55 {
+        let sectors = u64::from(u32_at(b, 0x20)?);
+        let bps = u64::from(u16_at(b, 0x0B)?);
+        return Some(What::Guest { fs: "fat".into(), size: sectors.checked_mul(bps) });
+    }
+    if u16_at(b, 0x438)? == 0xEF53 && u32_at(b, 0x400)? != 0 {
+        let blocks = u64::from(u32_at(b, 0x404)?);
+        let log = u32_at(b, 0x418)?;
+        let size = (log < 8).then(|| blocks << (10 + log));
+        return Some(What::Guest { fs: "ext".into(), size });
+    }
+    if u16_at(b, 510)? == 0xAA55 {
+        // Partition entries: status 0 or 0x80, and at least one with a type and a size.
+        let mut end = 0u64;
+        for i in 0..4 {
+            let e = b.get(446 + 16 * i..446 + 16 * (i + 1))?;
+            if e[0] != 0 && e[0] != 0x80 {
+                return None;
+            }
+            let start = u64::from(u32_at(e, 8)?);
+            let len = u64::from(u32_at(e, 12)?);
+            if e[4] != 0 && len > 0 {
+                end = end.max((start + len) * 512);
+            }
+        }
+        if end == 0 {
+            return None;
+        }
+        if b.get(512..520) == Some(b"EFI PART") {
+            let last = u64_at(b, 512 + 0x20)?;
+            return Some(What::Guest { fs: "gpt".into(), size: last.checked_add(1).map(|n| n * 512) });
+        }
+        return Some(What::Guest { fs: "mbr".into(), size: Some(end) });
+    }
+    None
 }
 
 fn fs_descriptor(b: &[u8]) -> Option<What> {
@@ -91,10 +297,11 @@ fn lock_block(b: &[u8], kind: u32, off: u64) -> Option<What> {
             zla: meta.zla.raw(),
             block_size: meta.block_size,
             mtime: meta.mtime,
+            ctime: meta.ctime,
+            mode: meta.mode,
             parent: meta.parent_fd,
             v6,
         });
     }
-    let _ = u64_at(b, 0);
     None
 }

@@ -47,6 +47,8 @@ pub enum What {
         zla: u32,
         block_size: u64,
         mtime: u32,
+        ctime: u32,
+        mode: u32,
         /// `parentFD` (VMFS6; 0 before).
         parent: u32,
         /// The VMFS6 "fdmd" signature is present.
@@ -60,8 +62,6 @@ pub enum What {
     DirEntries { v6: bool, entries: Vec<SeenEntry> },
     /// The `FS6_DirHeader` of a VMFS6 directory: the directory's own FD address and its parent's.
     DirHeader6 { addr: u32, parent: u32, num_entries: u32 },
-    /// A VMFS pointer block candidate: `count` plausible block addresses, no garbage.
-    PointerBlock { v6: bool, count: u32 },
     /// A VMDK text descriptor ("# Disk DescriptorFile"), up to the first NUL.
     VmdkDescriptor { text: String },
     /// A .vmx file's text.

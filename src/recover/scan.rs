@@ -468,7 +468,6 @@ pub fn kind(w: &What) -> &'static str {
         What::Heartbeat { .. } => "heartbeat",
         What::DirEntries { .. } => "dir-entries",
         What::DirHeader6 { .. } => "dir-header6",
-        What::PointerBlock { .. } => "pointer-block",
         What::VmdkDescriptor { .. } => "vmdk-descriptor",
         What::Vmx { .. } => "vmx",
         What::Vmsd { .. } => "vmsd",
@@ -501,7 +500,6 @@ mod tests {
         let ws = [
             What::Heartbeat { self_offset: 0 },
             What::DirHeader6 { addr: 1, parent: 2, num_entries: 3 },
-            What::PointerBlock { v6: true, count: 1 },
             What::Vmx { text: String::new() },
             What::Guest { fs: "ext".into(), size: None },
         ];

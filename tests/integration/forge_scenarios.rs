@@ -14,7 +14,14 @@ use vmfs_rescue::block::BlockSource;
 use vmfs_rescue::forge::truth::Truth;
 use vmfs_rescue::vmfs::{Vmfs, VmfsFile};
 
-fn forge(dir: &Path, scenario: &str, version: u32, size: &str, outs: &[&str], small: bool) -> (Vec<PathBuf>, Truth) {
+pub fn forge(
+    dir: &Path,
+    scenario: &str,
+    version: u32,
+    size: &str,
+    outs: &[&str],
+    small: bool,
+) -> (Vec<PathBuf>, Truth) {
     let outs: Vec<PathBuf> = outs.iter().map(|o| dir.join(o)).collect();
     let mut cmd = bin();
     cmd.args(["forge", "--scenario", scenario, "--version", &version.to_string(), "--size", size]);

@@ -108,9 +108,12 @@ fn recover_scan_finds_structures_at_their_places() {
     assert_eq!(idx.sources()[0].name, "h6.img");
     let volume = check_layout(&idx, &truth);
     check_fds(&idx, &truth, volume, &[]);
-    // Findings come in source-offset order.
+    // Findings come in source-offset order, the same as the one-thread reference scan's.
     let offs: Vec<u64> = idx.findings().unwrap().map(|f| f.unwrap().offset).collect();
     assert!(offs.windows(2).all(|w| w[0] < w[1]));
+    let srcs = vmfs_rescue::datastore::open_sources(std::slice::from_ref(&img)).unwrap();
+    let refs: Vec<&dyn vmfs_rescue::block::BlockSource> = srcs.iter().map(|s| s.as_ref()).collect();
+    assert!(idx.all_findings().unwrap() == vmfs_rescue::recover::reference_scan(&refs), "differs from reference_scan");
     // A finished scan run again reads nothing and says the same.
     let (again, code) = scan(&[], &img, &state);
     assert_eq!(code, 0);

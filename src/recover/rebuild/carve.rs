@@ -1,0 +1,553 @@
+//! Content for deleted files, where it survives in free space. A freed VMFS FD keeps its type,
+//! addressing mode (ZLA) and block size, but its length and block map are cleared: content is
+//! found again by what it starts with (a guest boot structure, .vmx/.vmsd/descriptor text, a
+//! COWD header) at an allocation boundary in blocks no surviving file uses, and its length from
+//! its own structures. Content is attached to a deleted item only when the match is unambiguous;
+//! otherwise it becomes a `carved/` item of its own.
+
+use super::{Catalog, Confidence, Item, Kind, State};
+use crate::block::{Slice, Source, merge_ranges, read_vec};
+use crate::le::{u32_at, u64_at};
+use crate::recover::finding::{Finding, What};
+use crate::vdisk::descriptor::Descriptor;
+use crate::vdisk::snapshot::parse_dict;
+use crate::vmfs::blockmap::ExtentKind;
+use crate::vmfs::ondisk::{FS_DESCRIPTOR_OFFSET, FdType, Zla};
+use crate::vmfs::{Vmfs, VmfsFile};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Longest text file taken from free space (a .vmx or descriptor is a few KiB).
+const TEXT_CAP: u64 = 64 * 1024;
+/// Guest partitions end on MiB boundaries; the disk is at least that long.
+const MIB: u64 = 1 << 20;
+/// Largest COWD grain directory read (entries); real ones hold a few thousand.
+const COWD_MAX_GDE: u64 = 1 << 20;
+/// COWD grain tables hold 4096 entries of 4 bytes.
+const COWD_GT_ENTRIES: u64 = 4096;
+
+const RESIDENT_LOST: &str = "deleted: its data lived inside the FD (resident) and was cleared with it";
+
+/// Find the content of the deleted files of every volume of `cat`, from the `findings` of
+/// `sources`; attach it to the deleted items, or add `carved/` items.
+pub fn carve(cat: &mut Catalog, sources: &[Source], findings: &[Finding]) {
+    let mut done: Vec<*const Vmfs> = Vec::new();
+    for vi in 0..cat.volumes.len() {
+        let fs = Arc::clone(&cat.volumes[vi].fs);
+        if done.contains(&Arc::as_ptr(&fs)) {
+            continue;
+        }
+        done.push(Arc::as_ptr(&fs));
+        let labels: Vec<String> =
+            cat.volumes.iter().filter(|v| Arc::ptr_eq(&v.fs, &fs)).map(|v| v.name.clone()).collect();
+        let label = cat
+            .volumes
+            .iter()
+            .find(|v| Arc::ptr_eq(&v.fs, &fs) && !v.previous)
+            .map_or_else(|| cat.volumes[vi].name.clone(), |v| v.name.clone());
+        let Some((src, start)) = volume_start(&fs, sources, findings) else {
+            cat.notes.push(format!("{label}: volume start on the sources unknown; deleted files not carved"));
+            continue;
+        };
+        let mut v = Vol { fs: Arc::clone(&fs), label, used: used_ranges(cat, &fs, &labels), found: Vec::new() };
+        v.found = local_findings(&v, &sources[src], src, start, findings);
+        carve_volume(cat, &v, &labels);
+    }
+}
+
+/// One volume being carved.
+struct Vol {
+    fs: Arc<Vmfs>,
+    label: String,
+    /// Volume ranges surviving files (and the system files) use, merged.
+    used: Vec<Range<u64>>,
+    /// Findings on this volume, in volume offsets, sorted, lying in free space.
+    found: Vec<(u64, What)>,
+}
+
+impl Vol {
+    fn is_free(&self, r: &Range<u64>) -> bool {
+        let i = self.used.partition_point(|u| u.end <= r.start);
+        r.end <= self.fs.vol.len() && self.used.get(i).is_none_or(|u| u.start >= r.end)
+    }
+    /// Where the free run starting at `off` ends (the next used range or the volume end).
+    fn free_end(&self, off: u64) -> u64 {
+        let i = self.used.partition_point(|u| u.end <= off);
+        self.used.get(i).map_or(self.fs.vol.len(), |u| u.start.max(off))
+    }
+    fn slice(&self, off: u64, len: u64) -> Source {
+        Arc::new(Slice::new(Arc::clone(&self.fs.vol), off, len))
+    }
+}
+
+/// The source and offset where the volume starts: from an FS descriptor or FD finding, checked
+/// by reading the root FD both ways (a volume spanning devices maps its first device only).
+fn volume_start(fs: &Vmfs, sources: &[Source], findings: &[Finding]) -> Option<(usize, u64)> {
+    let root = fs.root().ok()?.vol_offset();
+    let want = read_vec(fs.vol.as_ref(), root, 512).ok()?;
+    let mut tried: Vec<(usize, u64)> = Vec::new();
+    for f in findings {
+        let start = match &f.what {
+            What::FsDescriptor { uuid, .. } if *uuid == fs.desc.uuid.to_string() => {
+                f.offset.checked_sub(FS_DESCRIPTOR_OFFSET)
+            }
+            What::Fd { self_offset, .. } => f.offset.checked_sub(*self_offset),
+            _ => None,
+        };
+        let Some(start) = start else { continue };
+        if tried.contains(&(f.source, start)) || tried.len() > 64 {
+            continue;
+        }
+        tried.push((f.source, start));
+        let Some(src) = sources.get(f.source) else { continue };
+        if start.checked_add(root).is_some_and(|at| read_vec(src.as_ref(), at, 512).is_ok_and(|b| b == want)) {
+            return Some((f.source, start));
+        }
+    }
+    None
+}
+
+/// Volume ranges of every surviving file of this file system: live, orphaned and previous
+/// items, and the system files (the FD area, bitmaps) the walk leaves out.
+fn used_ranges(cat: &Catalog, fs: &Arc<Vmfs>, labels: &[String]) -> Vec<Range<u64>> {
+    let mut addrs: Vec<u32> = cat
+        .items
+        .iter()
+        .filter(|i| !matches!(i.state, State::Deleted | State::Carved) && labels.contains(&i.volume))
+        .filter_map(|i| i.fd)
+        .collect();
+    // The sub-block file holds free sub-blocks too: the files in it count, not the file.
+    if let Ok(root) = fs.root() {
+        addrs.push(root.addr);
+        if let Ok(es) = fs.read_dir(&root) {
+            addrs.extend(es.iter().filter(|e| e.name != b".sbc.sf").map(|e| e.addr));
+        }
+    }
+    addrs.sort_unstable();
+    addrs.dedup();
+    let mut out = Vec::new();
+    for a in addrs {
+        let Ok(fd) = fs.read_fd(a) else { continue };
+        let f = VmfsFile::new(Arc::clone(fs), fd, format!("fd-{a:#x}"));
+        let size = f.fd().meta.size;
+        f.for_extents(0..size, |e| {
+            if let ExtentKind::Data { vol_off } = e.kind {
+                out.push(vol_off..vol_off.saturating_add(e.len));
+            }
+        });
+    }
+    merge_ranges(out)
+}
+
+/// The findings of interest on this volume, in volume offsets, in free space, each checked to
+/// read the same through the volume as on the source.
+fn local_findings(v: &Vol, src: &Source, si: usize, start: u64, findings: &[Finding]) -> Vec<(u64, What)> {
+    let mut out = Vec::new();
+    for f in findings.iter().filter(|f| f.source == si) {
+        let wanted = matches!(
+            f.what,
+            What::Guest { .. }
+                | What::Vmx { .. }
+                | What::Vmsd { .. }
+                | What::VmdkDescriptor { .. }
+                | What::SparseHeader { .. }
+        );
+        let Some(off) = f.offset.checked_sub(start) else { continue };
+        if !wanted || !v.is_free(&(off..off + 512)) {
+            continue;
+        }
+        let same = match (read_vec(v.fs.vol.as_ref(), off, 512), read_vec(src.as_ref(), f.offset, 512)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            out.push((off, f.what.clone()));
+        }
+    }
+    out.sort_by_key(|(o, _)| *o);
+    out
+}
+
+/// A deleted item of this volume still without content, with its freed FD's addressing.
+struct Deleted {
+    idx: usize,
+    zla: Zla,
+    block_size: u64,
+    name: Option<String>,
+    folder: Option<String>,
+}
+
+/// Something found in free space, to attach or carve.
+struct Found {
+    off: u64,
+    len: u64,
+    /// The deleted item it belongs to, when known.
+    target: Option<usize>,
+    /// Stem and extension for a `carved/` item's name.
+    carved_name: (String, String),
+    method: String,
+    confidence: Confidence,
+}
+
+fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
+    let mut deleted = Vec::new();
+    for (idx, it) in cat.items.iter_mut().enumerate() {
+        if it.state != State::Deleted || it.kind != Kind::File || it.content.is_some() || !labels.contains(&it.volume) {
+            continue;
+        }
+        let Some(fd) = it.fd.and_then(|a| v.fs.read_fd(a).ok()) else { continue };
+        if fd.meta.kind != FdType::File {
+            continue;
+        }
+        if fd.meta.zla == Zla::Resident {
+            it.missing = vec![RESIDENT_LOST.into()];
+            continue;
+        }
+        // A name the rebuild made up from the FD address is no name.
+        let (folder, name) = match it.original.as_deref().and_then(|o| o.rsplit_once('/')) {
+            Some((d, n)) if n != format!("fd-{:#x}", fd.addr) => {
+                (Some(d.rsplit('/').next().unwrap_or(d).to_string()), Some(n.to_string()))
+            }
+            _ => (None, None),
+        };
+        deleted.push(Deleted { idx, zla: fd.meta.zla, block_size: fd.meta.block_size, name, folder });
+    }
+    let mut out = texts(v, &deleted);
+    let descs = descriptor_sizes(v);
+    out.extend(disks(v, &deleted, &descs));
+    out.extend(cowd(v, &deleted, &out));
+    // One finding per item: two claims on one deleted file mean neither is sure.
+    let mut claims: HashMap<usize, usize> = HashMap::new();
+    for f in &out {
+        if let Some(t) = f.target {
+            *claims.entry(t).or_default() += 1;
+        }
+    }
+    let mut carved_names = Vec::new();
+    for f in out {
+        let content = v.slice(f.off, f.len);
+        match f.target.filter(|t| claims.get(t) == Some(&1)) {
+            Some(t) => {
+                let it = &mut cat.items[t];
+                it.content = Some(content);
+                it.size = f.len;
+                it.method = format!("{}; {}", it.method, f.method);
+                it.confidence = it.confidence.min(f.confidence);
+                it.missing.clear();
+            }
+            None => {
+                let name = format!("{}-at-{:#x}{}", f.carved_name.0, f.off, f.carved_name.1);
+                carved_names.push(format!("carved/{}/{name}", v.label));
+                cat.items.push(Item {
+                    path: vec!["carved".into(), v.label.clone(), name],
+                    kind: Kind::File,
+                    state: State::Carved,
+                    original: None,
+                    volume: v.label.clone(),
+                    fd: None,
+                    size: f.len,
+                    mtime: 0,
+                    method: f.method,
+                    confidence: f.confidence,
+                    content: Some(content),
+                    missing: Vec::new(),
+                });
+            }
+        }
+    }
+    // Deleted files left without content: say why, and where a carved copy may be.
+    for d in &deleted {
+        let it = &mut cat.items[d.idx];
+        if it.content.is_some() {
+            continue;
+        }
+        let name = d.name.as_deref().unwrap_or("");
+        if name.ends_with("-sesparse.vmdk") {
+            it.missing.push("SEsparse delta: its length and holes are not known without the freed block map".into());
+        } else if !carved_names.is_empty() && is_flat_candidate(d) {
+            it.missing.push(format!("not matched for sure to a carved copy; candidates: {}", carved_names.join(", ")));
+        } else if d.zla == Zla::SubBlock || d.zla == Zla::FileBlock {
+            it.missing.push("no structure in free space identifies its first block and length".into());
+        }
+    }
+}
+
+// ---- text files -------------------------------------------------------------------------
+
+/// .vmx, .vmsd and descriptor text in free space, matched to the deleted file of its folder.
+fn texts(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
+    let mut out = Vec::new();
+    for (off, what) in &v.found {
+        let (kind, ext) = match what {
+            What::Vmx { .. } => ("vmx", ".vmx"),
+            What::Vmsd { .. } => ("vmsd", ".vmsd"),
+            What::VmdkDescriptor { .. } => ("descriptor", ".vmdk"),
+            _ => continue,
+        };
+        let Some(text) = read_text(v, *off) else { continue };
+        let matches: Vec<&Deleted> = deleted
+            .iter()
+            .filter(|d| d.name.as_deref().is_some_and(|n| n.ends_with(ext)) && names_it(what, &text, d))
+            .collect();
+        // Text longer than the freed file's allocation unit continued elsewhere: not all here.
+        let target = match matches.as_slice() {
+            [d] if text.len() as u64 <= d.block_size && d.zla != Zla::Resident => Some(d.idx),
+            _ => None,
+        };
+        out.push(Found {
+            off: *off,
+            len: text.len() as u64,
+            target,
+            carved_name: (kind.to_string(), ext.to_string()),
+            method: format!("{kind} text found in free space at volume offset {off:#x}, up to its first NUL"),
+            confidence: Confidence::Medium,
+        });
+    }
+    out
+}
+
+/// The text at `off`, up to the first NUL, the cap or the end of the free run.
+fn read_text(v: &Vol, off: u64) -> Option<Vec<u8>> {
+    let end = v.free_end(off).min(off.saturating_add(TEXT_CAP));
+    let len = usize::try_from(end.checked_sub(off)?).ok()?;
+    let mut b = read_vec(v.fs.vol.as_ref(), off, len).ok()?;
+    let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    b.truncate(n);
+    (!b.is_empty()).then_some(b)
+}
+
+/// Whether the text names deleted file `d`: a .vmx by its display or disk names and the VM
+/// folder, a .vmsd by its snapshot file names, a descriptor by its extent files.
+fn names_it(what: &What, text: &[u8], d: &Deleted) -> bool {
+    let (Some(name), Some(folder)) = (d.name.as_deref(), d.folder.as_deref()) else { return false };
+    let s = String::from_utf8_lossy(text);
+    match what {
+        What::Vmx { .. } => {
+            let dict = parse_dict(&s);
+            let stem = name.trim_end_matches(".vmx");
+            dict.get("displayname").or_else(|| dict.get("displayName")).is_some_and(|n| n == folder || n == stem)
+                || dict.iter().any(|(k, val)| k.to_ascii_lowercase().ends_with(".filename") && val.starts_with(folder))
+        }
+        What::Vmsd { .. } => {
+            let stem = name.trim_end_matches(".vmsd");
+            let dict = parse_dict(&s);
+            dict.iter().any(|(k, val)| {
+                k.to_ascii_lowercase().ends_with(".filename") && val.starts_with(&format!("{stem}-Snapshot"))
+            })
+        }
+        What::VmdkDescriptor { .. } => Descriptor::parse(name, text).is_ok_and(|desc| {
+            desc.extents.iter().any(|e| e.file.as_deref().is_some_and(|f| descriptor_name(f) == name))
+        }),
+        _ => false,
+    }
+}
+
+/// The descriptor that names an extent file: "vm-flat.vmdk" → "vm.vmdk".
+fn descriptor_name(extent: &str) -> String {
+    let stem = extent.trim_end_matches(".vmdk");
+    let stem = ["-flat", "-delta", "-sesparse"].iter().find_map(|s| stem.strip_suffix(s)).unwrap_or(stem);
+    format!("{stem}.vmdk")
+}
+
+/// Flat extents named by descriptors in free space: (file name, bytes).
+fn descriptor_sizes(v: &Vol) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for (off, what) in &v.found {
+        let What::VmdkDescriptor { .. } = what else { continue };
+        let Some(text) = read_text(v, *off) else { continue };
+        let Ok(d) = Descriptor::parse("carved", &text) else { continue };
+        for e in d.extents.iter().filter(|e| e.kind == "VMFS" || e.kind == "FLAT") {
+            if let (Some(f), Some(len)) = (&e.file, e.sectors.checked_mul(512)) {
+                out.push((f.clone(), len));
+            }
+        }
+    }
+    out
+}
+
+// ---- flat disks -------------------------------------------------------------------------
+
+/// A deleted file that may be a flat disk: named so, or unnamed, and addressed by file blocks.
+fn is_flat_candidate(d: &Deleted) -> bool {
+    let named = d.name.as_deref().is_none_or(|n| n.ends_with("-flat.vmdk"));
+    named && !matches!(d.zla, Zla::SubBlock | Zla::Resident)
+}
+
+/// Guest disks (MBR or GPT) starting on a file block in free space, each a contiguous run.
+fn disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> Vec<Found> {
+    let fbs = v.fs.geo.fbs.max(512);
+    let vol_len = v.fs.vol.len();
+    // Starts of other structures bound a disk that has no exact size of its own.
+    let starts: Vec<u64> = v
+        .found
+        .iter()
+        .filter(|(o, w)| match w {
+            What::Guest { fs, .. } => (fs == "mbr" || fs == "gpt") && o % fbs == 0,
+            What::SparseHeader { .. } => true,
+            _ => false,
+        })
+        .map(|(o, _)| *o)
+        .collect();
+    let capacities: Vec<u64> = v
+        .found
+        .iter()
+        .filter_map(|(_, w)| if let What::SparseHeader { capacity, .. } = w { Some(*capacity) } else { None })
+        .collect();
+    let mut out: Vec<Found> = Vec::new();
+    for (off, what) in &v.found {
+        let What::Guest { fs, size: Some(size) } = what else { continue };
+        if off % fbs != 0 || !(fs == "mbr" || fs == "gpt") {
+            continue;
+        }
+        // Inside a disk already taken (a nested table, or a copy in a delta's grain).
+        if out.iter().any(|f| f.off <= *off && *off < f.off + f.len) {
+            continue;
+        }
+        let free_end = v.free_end(*off);
+        let next = starts.iter().copied().filter(|s| s > off).min().unwrap_or(vol_len);
+        let run = free_end.min(next) - off;
+        let (len, mut how, mut conf) = if fs == "gpt" {
+            if !gpt_backup_ok(v, *off, *size) {
+                continue;
+            }
+            (*size, "size from the GPT backup header".to_string(), Confidence::Medium)
+        } else {
+            let least = size.div_ceil(MIB).saturating_mul(MIB);
+            let mut caps: Vec<u64> = capacities.iter().copied().filter(|c| *c >= least && *c <= run).collect();
+            caps.sort_unstable();
+            caps.dedup();
+            match caps.as_slice() {
+                [c] => (
+                    *c,
+                    "size from the capacity of a snapshot delta header in free space, above the last partition's end and within the free run".to_string(),
+                    Confidence::Low,
+                ),
+                _ => (least, "size from the end of the last MBR partition, rounded up to 1 MiB".to_string(), Confidence::Low),
+            }
+        };
+        // A descriptor in free space naming a deleted flat file of a size that fits wins.
+        let fits: Vec<&(String, u64)> = descs
+            .iter()
+            .filter(|(_, d)| if fs == "gpt" { *d == len } else { *d >= len && *d <= free_end - off })
+            .collect();
+        let mut target = None;
+        let mut len = len;
+        if let [(name, d)] = fits.as_slice() {
+            len = *d;
+            how = format!("size from the deleted descriptor naming {name}");
+            conf = Confidence::Medium;
+            let named: Vec<&Deleted> = deleted.iter().filter(|x| x.name.as_deref() == Some(name.as_str())).collect();
+            if let [x] = named.as_slice() {
+                target = Some(x.idx);
+            }
+        }
+        if len == 0 || len > vol_len || !v.is_free(&(*off..off.saturating_add(len))) {
+            continue;
+        }
+        out.push(Found {
+            off: *off,
+            len,
+            target,
+            carved_name: ("disk".into(), ".vmdk-flat".into()),
+            method: format!("contiguous run from the guest {} at volume offset {off:#x}; {how}", fs.to_uppercase()),
+            confidence: conf,
+        });
+    }
+    // With no name to go by, one unmatched disk and one deleted flat file are each other's.
+    let flats: Vec<&Deleted> =
+        deleted.iter().filter(|d| is_flat_candidate(d) && !out.iter().any(|f| f.target == Some(d.idx))).collect();
+    let loose: Vec<usize> = (0..out.len()).filter(|&i| out[i].target.is_none()).collect();
+    if let ([d], [i]) = (flats.as_slice(), loose.as_slice()) {
+        out[*i].target = Some(d.idx);
+        out[*i].method.push_str("; the only deleted flat disk of the volume without content");
+    }
+    out
+}
+
+/// The GPT backup header sits in the disk's last sector and names itself there.
+fn gpt_backup_ok(v: &Vol, off: u64, size: u64) -> bool {
+    if size < 2 * 512 || !size.is_multiple_of(512) {
+        return false;
+    }
+    let Some(at) = off.checked_add(size - 512) else { return false };
+    if at.saturating_add(512) > v.fs.vol.len() {
+        return false;
+    }
+    read_vec(v.fs.vol.as_ref(), at, 512)
+        .is_ok_and(|b| b.starts_with(b"EFI PART") && u64_at(&b, 0x18) == Some(size / 512 - 1))
+}
+
+// ---- COWD deltas ------------------------------------------------------------------------
+
+/// COWD (vmfsSparse) deltas in free space: the header's `freeSector` is the file's end; every
+/// grain directory and table entry must point inside it, and the run must be free.
+fn cowd(v: &Vol, deleted: &[Deleted], taken: &[Found]) -> Vec<Found> {
+    let mut out = Vec::new();
+    for (off, what) in &v.found {
+        let What::SparseHeader { format, .. } = what else { continue };
+        if format != "COWD" || taken.iter().any(|f| f.off <= *off && *off < f.off + f.len) {
+            continue;
+        }
+        let Some(len) = cowd_len(v, *off) else { continue };
+        let one_block = off % v.fs.geo.fbs.max(1) + len <= v.fs.geo.fbs;
+        let deltas: Vec<&Deleted> = deleted
+            .iter()
+            .filter(|d| d.name.as_deref().is_some_and(|n| n.ends_with("-delta.vmdk")) && d.zla != Zla::SubBlock)
+            .collect();
+        let target = match deltas.as_slice() {
+            [d] => Some(d.idx),
+            _ => None,
+        };
+        out.push(Found {
+            off: *off,
+            len,
+            target,
+            carved_name: ("delta".into(), "-delta.vmdk".into()),
+            method: format!(
+                "COWD header at volume offset {off:#x}; length from its freeSector, every grain inside it{}",
+                if one_block { "" } else { "; assumed contiguous over several blocks" }
+            ),
+            confidence: if one_block { Confidence::Medium } else { Confidence::Low },
+        });
+    }
+    out
+}
+
+fn cowd_len(v: &Vol, off: u64) -> Option<u64> {
+    let h = read_vec(v.fs.vol.as_ref(), off, 512).ok()?;
+    let (grain, gd, gde, free) = (
+        u64::from(u32_at(&h, 16)?),
+        u64::from(u32_at(&h, 20)?),
+        u64::from(u32_at(&h, 24)?),
+        u64::from(u32_at(&h, 28)?),
+    );
+    let len = free.checked_mul(512)?;
+    if grain == 0 || gd < 4 || gde == 0 || gde > COWD_MAX_GDE || len == 0 || !v.is_free(&(off..off.checked_add(len)?)) {
+        return None;
+    }
+    if v.free_end(off) < off + len || (gd + (gde * 4).div_ceil(512)) > free {
+        return None;
+    }
+    let gdb = read_vec(v.fs.vol.as_ref(), off + gd * 512, usize::try_from(gde * 4).ok()?).ok()?;
+    // No more tables than fit in the file: a hostile directory naming one table a million
+    // times is not read a million times.
+    let mut tables = len / (COWD_GT_ENTRIES * 4) + 1;
+    for e in gdb.chunks_exact(4).map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))) {
+        if e == 0 {
+            continue;
+        }
+        tables = tables.checked_sub(1)?;
+        if e < gd || e + COWD_GT_ENTRIES * 4 / 512 > free {
+            return None;
+        }
+        let gt = read_vec(v.fs.vol.as_ref(), off + e * 512, (COWD_GT_ENTRIES * 4) as usize).ok()?;
+        for g in gt.chunks_exact(4).map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))) {
+            // 0: in the parent; 1: a zeroed grain (see `vdisk::cowd`).
+            if g > 1 && (g < gd || g + grain > free) {
+                return None;
+            }
+        }
+    }
+    Some(len)
+}
