@@ -82,6 +82,23 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         hole_hash_limit_gib: u64,
     },
+    /// Read every data byte of the sources once, in order, and record every LVM, VMFS, file
+    /// and disk structure found in a resumable index in --state DIR (for the recovery commands).
+    Scan {
+        /// Image files or block devices: every disk that may hold pieces of the datastores.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// Folder of the index (created if missing; never on a source). Run the same command
+        /// again to continue an interrupted scan; a finished one is only summarised.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// KiB per read (tests and benchmarks).
+        #[arg(long, hide = true, default_value_t = 512)]
+        chunk_kib: usize,
+    },
     /// Rebuild what a scan found (volumes, lost+found, deleted and formatted-over files) and
     /// write it to OUT with report.json and report.txt.
     Recover {

@@ -6,6 +6,7 @@ mod extract;
 mod forge;
 mod ls;
 mod recover;
+mod scan;
 mod vdisk;
 mod volumes;
 
@@ -71,6 +72,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Volumes { json, sources } => volumes::run(&sources, json),
         Command::Ls { recursive, json, select, path } => ls::run(&select, &path, recursive, json),
         Command::Cat { select, path } => cat::run(&select, &path),
+        Command::Scan { sources, state, json, chunk_kib } => scan::run(&sources, &state, json, chunk_kib),
         Command::Extract { select, to, path, system_files, hole_hash_limit_gib } => {
             extract::run(&select, &to, &path, system_files, hole_hash_limit_gib << 30)
         }

@@ -6,11 +6,17 @@
 //! the findings mean together is decided afterwards, from the index, without a second full read.
 
 pub mod classify;
+pub mod error;
 pub mod finding;
+pub mod index;
 pub mod output;
 pub mod rebuild;
+pub mod scan;
 
+pub use error::RecoverError;
 pub use finding::{Finding, What};
+pub use index::{IndexedSource, ScanIndex};
+pub use scan::{Progress, ScanOptions, ScanSummary, scan};
 
 use crate::block::BlockSource;
 

@@ -10,6 +10,7 @@ mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
 mod recover_carve;
+mod recover_scan;
 mod recover_scenarios;
 mod util;
 mod vdisk;
