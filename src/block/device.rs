@@ -64,4 +64,7 @@ impl RawSource for BlockDevice {
     fn pread(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read_at(buf, offset)
     }
+    fn advise_sequential(&self) {
+        super::file::advise_sequential(&self.file);
+    }
 }

@@ -42,4 +42,14 @@ impl<R: RawSource> RawSource for FaultySource<R> {
         }
         self.inner.pread(offset, buf)
     }
+    /// The inner source's holes, except where a bad range lies: a failing sector is met by
+    /// whoever reads it, hole or not.
+    fn data_ranges(&self, range: std::ops::Range<u64>) -> Option<Vec<std::ops::Range<u64>>> {
+        let mut v = self.inner.data_ranges(range.clone())?;
+        v.extend(self.bad.iter().map(|r| r.start.max(range.start)..r.end.min(range.end)));
+        Some(super::merge_ranges(v))
+    }
+    fn advise_sequential(&self) {
+        self.inner.advise_sequential();
+    }
 }

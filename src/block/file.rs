@@ -41,6 +41,15 @@ impl RawSource for ImageFile {
     fn data_ranges(&self, range: Range<u64>) -> Option<Vec<Range<u64>>> {
         Some(self.file_data_ranges(range))
     }
+    fn advise_sequential(&self) {
+        advise_sequential(&self.file);
+    }
+}
+
+/// `posix_fadvise(SEQUENTIAL)` on the whole file; failure only loses the hint.
+pub(super) fn advise_sequential(file: &std::fs::File) {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    let _ = posix_fadvise(file, 0, 0, PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL);
 }
 
 impl ImageFile {

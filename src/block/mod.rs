@@ -86,6 +86,9 @@ pub trait BlockSource: Send + Sync {
     /// The sub-ranges of `range` that may hold data, sorted; everything else reads as zeros
     /// without being read. The default says "all of it"; sparse sources (thin files, virtual
     /// disks) override it so copies skip holes.
+    /// A whole-source pass is about to read it in order: the kernel may read ahead harder
+    /// (`posix_fadvise(SEQUENTIAL)`, as `cat` does). Only a hint.
+    fn advise_sequential(&self) {}
     fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
         let end = range.end.min(self.len());
         std::iter::once(range.start..end).filter(|r| r.start < r.end).collect()

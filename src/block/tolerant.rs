@@ -25,6 +25,8 @@ pub trait RawSource: Send + Sync {
         let _ = range;
         None
     }
+    /// A whole-source pass is about to read it in order (read-ahead hint; no effect on data).
+    fn advise_sequential(&self) {}
 }
 
 /// How hard to try before a sector is declared unreadable.
@@ -172,6 +174,9 @@ impl<R: RawSource> BlockSource for Tolerant<R> {
     }
     fn unreadable(&self, range: Range<u64>) -> Vec<Range<u64>> {
         self.bad.query(range)
+    }
+    fn advise_sequential(&self) {
+        self.raw.advise_sequential();
     }
     fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
         let range = range.start..range.end.min(self.raw.len());

@@ -105,7 +105,7 @@ pub enum Command {
         /// Image files or block devices (the same as for the scan).
         #[arg(required = true)]
         sources: Vec<PathBuf>,
-        /// The scan's state folder.
+        /// The scan's state folder (a scan not run or not finished there is run or resumed first).
         #[arg(long)]
         state: PathBuf,
         /// Destination folder (created if missing; never on a source).

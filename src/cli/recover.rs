@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use vmfs_rescue::datastore::dest_on_source;
 use vmfs_rescue::extract::CopyOptions;
-use vmfs_rescue::recover::{Finding, output, rebuild};
+use vmfs_rescue::recover::{ScanIndex, output, rebuild};
 
 pub fn run(sources: &[PathBuf], state: &Path, to: &Path, select: &[String], hole_hash_limit: u64) -> Result<Outcome> {
     for dir in [to, state] {
@@ -14,7 +14,14 @@ pub fn run(sources: &[PathBuf], state: &Path, to: &Path, select: &[String], hole
             bail!(UsageError(format!("refusing to write to {}: it is on source {}", dir.display(), src.display())));
         }
     }
-    let findings = load_findings(state)?;
+    // Runs the scan, resumes an interrupted one, or (finished) only prints its summary; it
+    // also refuses a state folder made from other sources.
+    super::scan::run(sources, state, false, 512)?;
+    let index = ScanIndex::load(state)?;
+    if !index.finished() {
+        bail!("the scan in {} is not finished", state.display());
+    }
+    let findings = index.all_findings()?;
     let srcs = open_sources(sources)?;
     let cat = rebuild::rebuild(&srcs, &findings);
     let names: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
@@ -32,13 +39,4 @@ pub fn run(sources: &[PathBuf], state: &Path, to: &Path, select: &[String], hole
     );
     println!("report: {} and {}", to.join("report.txt").display(), to.join("report.json").display());
     Ok(if sum.damaged > 0 || sum.not_recovered > 0 { Outcome::Damaged } else { Outcome::Clean })
-}
-
-/// The findings of a finished scan in `state`.
-fn load_findings(state: &Path) -> Result<Vec<Finding>> {
-    let p = state.join("findings.jsonl");
-    let text = std::fs::read_to_string(&p).with_context(|| {
-        format!("{}: no scan here (run `vmfs-rescue scan SOURCE... --state DIR` first)", p.display())
-    })?;
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }

@@ -233,14 +233,17 @@ fn chunks(ranges: &[Range<u64>], from: u64, chunk: u64) -> impl Iterator<Item = 
     })
 }
 
-/// What the reader reads of one source: its number, the source, its chunks still to read.
-type SourceWork = (usize, Source, Vec<(Range<u64>, bool)>);
+/// What the reader reads of one source: its number, the source, its data ranges and where to
+/// start in them. Chunks are cut as they are read (a list of them for a 16 TiB disk would
+/// cost gigabytes).
+type SourceWork<'a> = (usize, Source, &'a [Range<u64>], u64);
 
 /// The reader thread: every chunk of every unfinished source, in order, into pooled buffers.
-fn reader(work: Vec<SourceWork>, opts: &ScanOptions, full: SyncSender<Chunk>, free: Receiver<Vec<u8>>) {
-    for (i, src, todo) in work {
+fn reader(work: Vec<SourceWork<'_>>, opts: &ScanOptions, full: SyncSender<Chunk>, free: Receiver<Vec<u8>>) {
+    for (i, src, ranges, from) in work {
         let len = src.len();
-        for (range, complete) in todo {
+        src.advise_sequential();
+        for (range, complete) in chunks(ranges, from, opts.chunk as u64) {
             let Ok(mut buf) = free.recv() else { return };
             let end = if complete { range.end.saturating_add(LOOKAHEAD as u64).min(len) } else { range.end };
             // At most chunk + LOOKAHEAD bytes: `range` is one chunk of the plan.
@@ -263,13 +266,12 @@ fn read_and_classify(
     run: &mut Run<'_>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<(), RecoverError> {
-    let chunk = opts.chunk as u64;
     let work: Vec<SourceWork> = sources
         .iter()
         .zip(plans)
         .enumerate()
         .filter(|(i, _)| !run.state.sources[*i].done)
-        .map(|(i, ((_, src), ranges))| (i, src.clone(), chunks(ranges, run.state.sources[i].position, chunk).collect()))
+        .map(|(i, ((_, src), ranges))| (i, src.clone(), ranges.as_slice(), run.state.sources[i].position))
         .collect();
     let (full_tx, full_rx) = sync_channel::<Chunk>(opts.depth);
     let (free_tx, free_rx) = channel::<Vec<u8>>();

@@ -10,14 +10,19 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vmfs_rescue::forge::truth::{Truth, TruthFile};
 
-/// Scan `images` into `state` (the reference scan, written as the index's findings).
-pub fn scan(images: &[PathBuf], state: &Path) {
-    std::fs::create_dir_all(state).unwrap();
-    let srcs: Vec<_> = images.iter().map(|p| vmfs_rescue::block::open_path(p).unwrap()).collect();
-    let refs: Vec<&dyn vmfs_rescue::block::BlockSource> = srcs.iter().map(|s| s.as_ref()).collect();
-    let found = vmfs_rescue::recover::reference_scan(&refs);
-    let text: String = found.iter().map(|f| serde_json::to_string(f).unwrap() + "\n").collect();
-    std::fs::write(state.join("findings.jsonl"), text).unwrap();
+/// Scan `images` into `state` with the `scan` command (through the truth's bad sectors, if any).
+pub fn scan(images: &[PathBuf], truth: &Truth, state: &Path) {
+    let mut cmd = bin();
+    if !truth.bad_sectors.is_empty() {
+        cmd.arg("--bad-sectors").arg(Truth::path_for(&images[0]));
+    }
+    let out = cmd.arg("scan").args(images).arg("--state").arg(state).output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || (code == 1 && !truth.bad_sectors.is_empty()),
+        "scan: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn recover(images: &[PathBuf], truth: &Truth, state: &Path, to: &Path) -> (Value, i32) {
@@ -83,7 +88,7 @@ fn check(scenario: &str, version: u32, big: bool) {
     let guard = SourceGuard::new(&images);
     let state = dir.path().join("state");
     let out = dir.path().join("out");
-    scan(&images, &state);
+    scan(&images, &truth, &state);
     let (report, _) = recover(&images, &truth, &state, &out);
     let items = report["items"].as_array().unwrap();
     let written: Vec<&Value> = items.iter().filter(|i| i["sha256"].is_string()).collect();
@@ -222,7 +227,7 @@ fn recovery_resumes_after_kill_9() {
     let (images, truth) = forge(dir.path(), "root-dir-lost", 6, "3G", &["d.img"], true);
     let guard = SourceGuard::new(&images);
     let state = dir.path().join("state");
-    scan(&images, &state);
+    scan(&images, &truth, &state);
     let (whole, _) = recover(&images, &truth, &state, &dir.path().join("whole"));
     let to = dir.path().join("killed");
     let mut child = bin()
