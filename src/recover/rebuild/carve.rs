@@ -567,3 +567,92 @@ fn cowd_len(v: &Vol, off: u64) -> Option<u64> {
     }
     Some(len)
 }
+
+/// Files of a file system that was formatted over: the bytes of theirs where the scan saw
+/// metadata of the new one at its own place (cluster headers, FDs, heartbeats: each names its
+/// own volume offset) or where the new file system's files now lie were overwritten. They are
+/// copied as they read now, and each such range is named in the item's `missing`.
+pub(super) fn mark_overwritten(cat: &mut Catalog, sources: &[Source], findings: &[Finding]) {
+    let prev: Vec<(String, Arc<Vmfs>)> =
+        cat.volumes.iter().filter(|v| v.previous).map(|v| (v.name.clone(), Arc::clone(&v.fs))).collect();
+    for (name, pfs) in prev {
+        let Some((src, start)) = volume_start(&pfs, sources, findings) else { continue };
+        let current: Vec<(String, Arc<Vmfs>)> = cat
+            .volumes
+            .iter()
+            .filter(|v| !v.previous && volume_start(&v.fs, sources, findings) == Some((src, start)))
+            .map(|v| (v.name.clone(), Arc::clone(&v.fs)))
+            .collect();
+        let Some((_, cur)) = current.first() else { continue };
+        let mut taken = Vec::new();
+        for f in findings.iter().filter(|f| f.source == src && f.offset >= start) {
+            let at = f.offset - start;
+            let len = match &f.what {
+                What::ResourceCluster { self_offset, .. } if *self_offset == at => cur.geo.cluster_header_size,
+                What::Fd { self_offset, .. } if *self_offset == at => cur.geo.fd_size as u64,
+                What::Heartbeat { self_offset } if *self_offset == at => 512,
+                _ => continue,
+            };
+            taken.push(at..at + len);
+        }
+        // The new root directory, and the header sector each new system file starts with.
+        if let Ok(root) = cur.root() {
+            let mut heads: Vec<(crate::vmfs::Fd, u64)> = vec![(root.clone(), root.meta.size)];
+            if let Ok(es) = cur.read_dir(&root) {
+                heads.extend(
+                    es.iter()
+                        .filter(|e| e.kind == FdType::SysFile)
+                        .filter_map(|e| cur.read_fd(e.addr).ok())
+                        .map(|fd| (fd, 512)),
+                );
+            }
+            for (fd, len) in heads {
+                let len = len.min(fd.meta.size);
+                VmfsFile::new(Arc::clone(cur), fd, String::new()).for_extents(0..len, |e| {
+                    if let ExtentKind::Data { vol_off } = e.kind {
+                        taken.push(vol_off..vol_off + e.len);
+                    }
+                });
+            }
+        }
+        // The new file system's own files.
+        let labels: Vec<String> = current.iter().map(|c| c.0.clone()).collect();
+        for item in cat.items.iter().filter(|i| labels.contains(&i.volume) && i.state == State::Live) {
+            let Some(fd) = item.fd.and_then(|a| cur.read_fd(a).ok()) else { continue };
+            VmfsFile::new(Arc::clone(cur), fd, String::new()).for_extents(0..item.size, |e| {
+                if let ExtentKind::Data { vol_off } = e.kind {
+                    taken.push(vol_off..vol_off + e.len);
+                }
+            });
+        }
+        let taken = merge_ranges(taken);
+        if taken.is_empty() {
+            continue;
+        }
+        for item in cat.items.iter_mut().filter(|i| i.state == State::Previous && i.volume == name) {
+            let Some(fd) = item.fd.and_then(|a| pfs.read_fd(a).ok()) else { continue };
+            let f = VmfsFile::new(Arc::clone(&pfs), fd, name.clone());
+            let mut hit = Vec::new();
+            f.for_extents(0..item.size, |e| {
+                if let ExtentKind::Data { vol_off } = e.kind {
+                    let i = taken.partition_point(|t| t.end <= vol_off);
+                    for t in taken[i..].iter().take_while(|t| t.start < vol_off + e.len) {
+                        let s = t.start.max(vol_off);
+                        let en = t.end.min(vol_off + e.len);
+                        hit.push(e.file_off + (s - vol_off)..e.file_off + (en - vol_off));
+                    }
+                }
+            });
+            let hit = merge_ranges(hit);
+            if !hit.is_empty() {
+                let list: Vec<String> = hit.iter().take(8).map(|r| format!("{:#x}..{:#x}", r.start, r.end)).collect();
+                item.missing.push(format!(
+                    "overwritten: bytes {}{} hold the new file system's metadata or files now (copied as they read)",
+                    list.join(", "),
+                    if hit.len() > 8 { ", ..." } else { "" }
+                ));
+                item.confidence = item.confidence.min(Confidence::Medium);
+            }
+        }
+    }
+}

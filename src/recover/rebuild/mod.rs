@@ -109,6 +109,7 @@ pub fn rebuild(sources: &[Source], findings: &[Finding]) -> Catalog {
         }
     }
     carve::carve(&mut cat, sources, findings);
+    carve::mark_overwritten(&mut cat, sources, findings);
     // After carving: a recovered extent may need its descriptor written.
     regen::regenerate(&mut cat.items);
     cat
