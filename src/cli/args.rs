@@ -28,6 +28,10 @@ pub struct Select {
     /// The volume to use (label, FS UUID or LV UUID) when the sources hold several.
     #[arg(long)]
     pub volume: Option<String>,
+    /// Browse what the finished scan in DIR found instead (paths as `recover` writes them:
+    /// volumes/LABEL/..., lost+found/..., previous/..., carved/...; datastore paths also match).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }
 
 /// The commands.

@@ -87,7 +87,7 @@ pub fn demo(dir: Option<PathBuf>) -> Result<Outcome> {
     println!("\n$ vmfs-rescue volumes {}", img.display());
     super::volumes::run(std::slice::from_ref(&img), false)?;
     println!("\n$ vmfs-rescue ls -R {}", img.display());
-    let select = super::args::Select { sources: vec![img.clone()], volume: None };
+    let select = super::args::Select { sources: vec![img.clone()], volume: None, state: None };
     super::ls::run(&select, "/", true, false)?;
     println!("\nNext steps:");
     println!("  vmfs-rescue extract {} --to /mnt/usb/recovered      copy everything out", img.display());

@@ -4,6 +4,7 @@ pub mod args;
 mod cat;
 mod extract;
 mod forge;
+mod found;
 mod ls;
 mod recover;
 mod scan;
@@ -70,6 +71,20 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Demo { dir } => forge::demo(dir),
         Command::Vdisk(c) => vdisk::run(c),
         Command::Volumes { json, sources } => volumes::run(&sources, json),
+        Command::Ls { json, select: Select { sources, state: Some(state), .. }, path, .. } => {
+            found::ls(&sources, &state, &path, json)
+        }
+        Command::Cat { select: Select { sources, state: Some(state), .. }, path } => {
+            found::cat(&sources, &state, &path)
+        }
+        Command::Extract {
+            select: Select { sources, state: Some(state), .. }, to, path, hole_hash_limit_gib, ..
+        } => {
+            if let Some(src) = datastore::dest_on_source(&to, &sources) {
+                bail!(UsageError(format!("refusing to write to {}: it is on source {}", to.display(), src.display())));
+            }
+            found::extract(&sources, &state, &to, &path, hole_hash_limit_gib << 30)
+        }
         Command::Ls { recursive, json, select, path } => ls::run(&select, &path, recursive, json),
         Command::Cat { select, path } => cat::run(&select, &path),
         Command::Scan { sources, state, json, chunk_kib } => scan::run(&sources, &state, json, chunk_kib),

@@ -18,7 +18,8 @@ use vmfs_rescue::vdisk::{
 fn locate(src: &VdiskSource) -> Result<(Box<dyn Files>, String)> {
     match &src.path {
         Some(p) => {
-            let (_stores, fs) = open_selected(&Select { sources: src.files.clone(), volume: src.volume.clone() })?;
+            let (_stores, fs) =
+                open_selected(&Select { sources: src.files.clone(), volume: src.volume.clone(), state: None })?;
             let p = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
             Ok((Box::new(VmfsFiles(Arc::clone(&fs))), p))
         }

@@ -328,3 +328,33 @@ fn walk_names(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// `ls`, `cat` and `extract` browse what the scan found with `--state`.
+#[test]
+fn ls_cat_and_extract_browse_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, truth) = forge(dir.path(), "deleted", 6, "3G", &["d.img"], true);
+    let guard = SourceGuard::new(&images);
+    let state = dir.path().join("state");
+    scan(&images, &truth, &state);
+    let run = |args: &[&str]| {
+        let out = bin().args(args).args(&images).arg("--state").arg(&state).output().unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let listed: Vec<Value> =
+        String::from_utf8(run(&["ls", "--json"])).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let deleted: Vec<&str> =
+        listed.iter().filter(|v| v["state"] == "deleted").filter_map(|v| v["path"].as_str()).collect();
+    assert!(deleted.iter().any(|p| p.ends_with("/db01/db01.vmx")), "{deleted:?}");
+    assert!(listed.iter().any(|v| v["state"] == "carved" && v["recoverable"] == true));
+    let vmx = truth.file("/web01/web01.vmx").unwrap();
+    let text = run(&["cat", "--path", "/web01/web01.vmx"]);
+    assert_eq!(crate::util::hex(&<sha2::Sha256 as sha2::Digest>::digest(&text)), vmx.sha256.clone().unwrap());
+    let to = dir.path().join("out");
+    run(&["extract", "--to", to.to_str().unwrap(), "--path", "/db01"]);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(to.join("report.json")).unwrap()).unwrap();
+    let items = report["items"].as_array().unwrap();
+    assert!(!items.is_empty() && items.iter().all(|i| i["path"].as_str().unwrap().contains("/db01")), "{items:?}");
+    drop(guard);
+}
