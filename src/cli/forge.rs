@@ -89,8 +89,18 @@ pub fn demo(dir: Option<PathBuf>) -> Result<Outcome> {
     println!("\n$ vmfs-rescue ls -R {}", img.display());
     let select = super::args::Select { sources: vec![img.clone()], volume: None, state: None };
     super::ls::run(&select, "/", true, false)?;
+    let state = dir.join("scan");
+    let out = dir.join("recovered");
+    println!("\nThe deleted VM is not listed. Scan the disk and rebuild what survives:");
+    println!("\n$ vmfs-rescue scan {} --state {}", img.display(), state.display());
+    super::scan::run(std::slice::from_ref(&img), &state, false, 512)?;
+    println!("\n$ vmfs-rescue recover {} --state {} --to {}", img.display(), state.display(), out.display());
+    super::recover::run(std::slice::from_ref(&img), &state, &out, &[], 16 << 30)?;
+    println!("\n$ cat {}", out.join("report.txt").display());
+    print!("{}", std::fs::read_to_string(out.join("report.txt")).unwrap_or_default());
     println!("\nNext steps:");
-    println!("  vmfs-rescue extract {} --to /mnt/usb/recovered      copy everything out", img.display());
+    println!("  ls -R {}      what came back", out.display());
+    println!("  vmfs-rescue extract {} --to /mnt/usb/recovered      copy the live files out", img.display());
     println!(
         "  cat {}      what a perfect recovery returns",
         vmfs_rescue::forge::truth::Truth::path_for(&img).display()
