@@ -306,6 +306,13 @@ fn demo_builds_and_lists_a_damaged_datastore() {
     let out = bin().args(["demo", "--dir"]).arg(dir.path()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("/web01/web01-flat.vmdk") && !text.contains("/db01/"), "{text}");
-    assert!(text.contains("/db01 was deleted") && text.contains("cid-mismatch"), "{text}");
+    let (listing, recovery) = text.split_once("$ vmfs-rescue scan").expect("the demo scans");
+    assert!(listing.contains("/web01/web01-flat.vmdk") && !listing.contains("/db01/"), "{text}");
+    assert!(listing.contains("/db01 was deleted") && listing.contains("cid-mismatch"), "{text}");
+    // The deleted VM's disk comes back, byte for byte.
+    assert!(recovery.contains("Not recovered:"), "{text}");
+    let truth = Truth::load(&Truth::path_for(&dir.path().join("datastore1.img"))).unwrap();
+    let want = truth.file("/db01/db01-flat.vmdk").unwrap().sha256.clone().unwrap();
+    let got = file_sha(&dir.path().join("recovered/volumes/datastore6/db01/db01-flat.vmdk"));
+    assert_eq!(got, want);
 }

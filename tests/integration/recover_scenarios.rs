@@ -50,23 +50,6 @@ fn all_files(t: &Truth) -> Vec<&TruthFile> {
     v
 }
 
-/// SHA-256 of a file, streamed.
-fn file_sha(p: &Path) -> String {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(p).unwrap();
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 8 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    crate::util::hex(&h.finalize())
-}
-
 /// Whether the output file of a huge thin disk (hashed per data range in the report) holds
 /// every data block the truth hashes.
 fn blocks_match(out: &Path, f: &TruthFile) -> bool {
@@ -113,7 +96,7 @@ fn check(scenario: &str, version: u32, big: bool) {
             "{ctx}: {} was not on the datastore (sha {sha})",
             w["path"]
         );
-        assert_eq!(file_sha(&out.join(w["output"].as_str().unwrap())), sha, "{ctx}: {}", w["path"]);
+        assert_eq!(crate::util::sha256_file(&out.join(w["output"].as_str().unwrap())), sha, "{ctx}: {}", w["path"]);
     }
     // What we wrote ourselves says so, and only where an original was lost.
     for w in written.iter().filter(|w| w["state"] == "regenerated") {
