@@ -22,9 +22,23 @@ pub fn forge(
     outs: &[&str],
     small: bool,
 ) -> (Vec<PathBuf>, Truth) {
+    forge_seeded(dir, scenario, version, size, outs, small, 1)
+}
+
+/// `vmfs-rescue forge` into `dir`: the images and their ground truth.
+pub fn forge_seeded(
+    dir: &Path,
+    scenario: &str,
+    version: u32,
+    size: &str,
+    outs: &[&str],
+    small: bool,
+    seed: u64,
+) -> (Vec<PathBuf>, Truth) {
     let outs: Vec<PathBuf> = outs.iter().map(|o| dir.join(o)).collect();
     let mut cmd = bin();
     cmd.args(["forge", "--scenario", scenario, "--version", &version.to_string(), "--size", size]);
+    cmd.args(["--seed", &seed.to_string()]);
     if small {
         cmd.arg("--small");
     }

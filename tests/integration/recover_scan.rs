@@ -16,16 +16,8 @@ fn forge(dir: &Path, scenario: &str, version: u32, name: &str) -> (PathBuf, Trut
 }
 
 fn forge_seed(dir: &Path, scenario: &str, version: u32, name: &str, seed: u64) -> (PathBuf, Truth) {
-    let img = dir.join(name);
-    let out = bin()
-        .args(["forge", "--scenario", scenario, "--version", &version.to_string(), "--size", "3G", "--small"])
-        .args(["--seed", &seed.to_string()])
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "forge {scenario}: {}", String::from_utf8_lossy(&out.stderr));
-    let truth = Truth::load(&Truth::path_for(&img)).unwrap();
-    (img, truth)
+    let (mut imgs, truth) = crate::forge_scenarios::forge_seeded(dir, scenario, version, "3G", &[name], true, seed);
+    (imgs.remove(0), truth)
 }
 
 fn scan_cmd(pre: &[&str], img: &Path, state: &Path) -> Command {

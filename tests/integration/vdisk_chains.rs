@@ -2,7 +2,6 @@
 //! qemu-img, the real ESXi SEsparse extent of the corpus, and forged VMFS datastores.
 
 use crate::util::{corpus_image, hex};
-use crate::vmfs::bin;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -153,15 +152,9 @@ fn real_esxi_sesparse_extent() {
 }
 
 fn forge(dir: &Path, scenario: &str, version: u32) -> (PathBuf, Truth) {
-    let img = dir.join(format!("ds{version}.img"));
-    let out = bin()
-        .args(["forge", "--small", "--scenario", scenario, "--version", &version.to_string(), "--size", "3G"])
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "forge {scenario}: {}", String::from_utf8_lossy(&out.stderr));
-    let truth = Truth::load(&Truth::path_for(&img)).unwrap();
-    (img, truth)
+    let name = format!("ds{version}.img");
+    let (mut imgs, truth) = crate::forge_scenarios::forge(dir, scenario, version, "3G", &[&name], true);
+    (imgs.remove(0), truth)
 }
 
 fn volume(img: &Path) -> VmfsFiles {
