@@ -140,6 +140,14 @@ fn used_ranges(cat: &Catalog, fs: &Arc<Vmfs>, labels: &[String]) -> Vec<Range<u6
             addrs.extend(es.iter().filter(|e| e.name != b".sbc.sf").map(|e| e.addr));
         }
     }
+    // The system files also by their fixed addresses (FD cluster 0), for when the root
+    // directory that lists them is lost: the FD area holds every resident file.
+    addrs.extend(
+        (0..16)
+            .map(|r| crate::vmfs::address::make_fd(0, r))
+            .filter(|&a| a != crate::vmfs::volume::SBC_FD)
+            .filter(|&a| fs.read_fd(a).is_ok_and(|fd| fd.meta.kind == FdType::SysFile)),
+    );
     addrs.sort_unstable();
     addrs.dedup();
     let mut out = Vec::new();
