@@ -116,6 +116,10 @@ impl Populated {
         for c in &mut self.files {
             if c.truth.path == path || c.truth.path.starts_with(&under) {
                 c.truth.state = state.into();
+                // A freed FD is written cleared: a resident file's bytes went with it.
+                if state == "deleted" && c.truth.zla == "0x10d1" && c.truth.size > 0 {
+                    c.truth.overwritten = vec![[0, c.truth.size]];
+                }
             }
         }
     }

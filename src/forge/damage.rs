@@ -101,6 +101,10 @@ pub fn apply(
                 ranges.extend(on_images(t, f.fd_offset, p.geo.fd_size as u64)?);
                 affects.push(f.path.clone());
                 f.state = "unreachable".into();
+                // Resident bytes lived in the FD the garbage replaced.
+                if f.zla == "0x10d1" && f.size > 0 {
+                    f.overwritten = vec![[0, f.size]];
+                }
             }
             damage.push(TruthDamage {
                 kind: name.into(),

@@ -74,7 +74,8 @@ pub struct TruthFile {
     /// Volume ranges of the file's allocated units: [file offset, volume offset, length].
     pub extents: Vec<[u64; 3]>,
     pub symlink_target: Option<String>,
-    /// Byte ranges of the content that later writes destroyed (re-format, damage).
+    /// Byte ranges of the content that later writes destroyed (re-format, damage, and a
+    /// resident file's bytes when its FD is freed or overwritten).
     pub overwritten: Vec<[u64; 2]>,
 }
 

@@ -148,7 +148,7 @@ fn check(scenario: &str, version: u32, big: bool, outs: &[&str]) {
         recovered += usize::from(got);
     }
     // Bytes a re-format overwrote are named.
-    for f in files.iter().filter(|f| f.kind == "file" && !f.overwritten.is_empty()) {
+    for f in files.iter().filter(|f| f.kind == "file" && f.state == "reformatted" && !f.overwritten.is_empty()) {
         let said = items.iter().filter(|i| base(i["path"].as_str().unwrap()) == base(&f.path)).any(|i| {
             i["missing"]
                 .as_array()
