@@ -1,12 +1,12 @@
 //! `vmfs-rescue recover SOURCE... --state DIR --to OUT`: rebuild what the scan found and write
 //! it out with `report.json` and `report.txt`.
 
-use super::{Outcome, UsageError, open_sources};
+use super::{Outcome, UsageError};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use vmfs_rescue::datastore::dest_on_source;
 use vmfs_rescue::extract::CopyOptions;
-use vmfs_rescue::recover::{ScanIndex, output, rebuild};
+use vmfs_rescue::recover::output;
 
 pub fn run(sources: &[PathBuf], state: &Path, to: &Path, select: &[String], hole_hash_limit: u64) -> Result<Outcome> {
     for dir in [to, state] {
@@ -17,13 +17,7 @@ pub fn run(sources: &[PathBuf], state: &Path, to: &Path, select: &[String], hole
     // Runs the scan, resumes an interrupted one, or (finished) only prints its summary; it
     // also refuses a state folder made from other sources.
     super::scan::run(sources, state, false, 512)?;
-    let index = ScanIndex::load(state)?;
-    if !index.finished() {
-        bail!("the scan in {} is not finished", state.display());
-    }
-    let findings = index.all_findings()?;
-    let srcs = open_sources(sources)?;
-    let cat = rebuild::rebuild(&srcs, &findings);
+    let cat = super::found::catalog(sources, state)?;
     let names: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
     let opts = output::Options { select: select.to_vec(), copy: CopyOptions { hole_hash_limit, hash: true } };
     let sum = output::write(&cat, &names, to, &opts).with_context(|| format!("writing to {}", to.display()))?;

@@ -76,27 +76,28 @@ pub fn rebuild(sources: &[Source], findings: &[Finding]) -> Catalog {
             continue;
         }
         let store = stores.iter().enumerate().find(|(_, s)| same_volume(sources, &s.volume.source, fds));
-        let opened: Option<(Arc<Vmfs>, String, Source)> = match store {
+        // The volume as the reader opened it, or through a descriptor rebuilt from its FDs
+        // (none readable, or the other flavour: a file system formatted over).
+        let opened: Option<(Arc<Vmfs>, String)> = match store {
             Some((i, s)) => match &s.fs {
                 Ok(fs) if fs.geo.v6 == *v6 => {
                     used_stores.insert(i);
-                    Some((Arc::clone(fs), "FS descriptor".into(), Arc::clone(&s.volume.source)))
+                    Some((Arc::clone(fs), "FS descriptor".into()))
                 }
-                Ok(_) => synthesize(&s.volume.source, *v6, fds, &mut cat.notes)
-                    .map(|(f, h)| (f, h, Arc::clone(&s.volume.source))),
-                Err(e) => {
-                    cat.notes.push(format!("volume at {} offset {start:#x}: {e}", sources[*src].name()));
+                other => {
+                    if let Err(e) = other {
+                        cat.notes.push(format!("volume at {} offset {start:#x}: {e}", sources[*src].name()));
+                    }
                     synthesize(&s.volume.source, *v6, fds, &mut cat.notes)
-                        .map(|(f, h)| (f, h, Arc::clone(&s.volume.source)))
                 }
             },
             None => {
                 let len = sources[*src].len().saturating_sub(*start);
                 let vol: Source = Arc::new(Slice::new(Arc::clone(&sources[*src]), *start, len));
-                synthesize(&vol, *v6, fds, &mut cat.notes).map(|(f, h)| (f, h, vol))
+                synthesize(&vol, *v6, fds, &mut cat.notes)
             }
         };
-        let Some((fs, how, _vol)) = opened else { continue };
+        let Some((fs, how)) = opened else { continue };
         let flavour_differs = store.is_some_and(|(_, s)| s.fs.as_ref().is_ok_and(|f| f.geo.v6 != *v6));
         volume_items(&mut cat, &names, fs, how, fds, flavour_differs);
     }
