@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vmfs_rescue::datastore::dest_on_source;
-use vmfs_rescue::extract::{CopyOptions, copy_to_file, sanitize_component};
+use vmfs_rescue::extract::{CopyOptions, copy_to_file, read_journal, sanitize_component};
 use vmfs_rescue::vmfs::{Fd, FdType, Vmfs, VmfsFile, WalkItem};
 
 /// Name of the resume journal in the destination.
@@ -45,12 +45,7 @@ pub fn run(
     }
     let (_stores, fs) = open_selected(select)?;
     let jpath = to.join(JOURNAL);
-    let done: HashMap<String, Value> = std::fs::read_to_string(&jpath)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| Some((v["path"].as_str()?.to_string(), v)))
-        .collect();
+    let done = read_journal(&jpath, "path");
     let journal = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

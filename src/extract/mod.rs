@@ -355,6 +355,18 @@ pub fn write_atomically<R>(dest: &Path, write: impl FnOnce(&File) -> io::Result<
     }
 }
 
+/// The completed entries of a resume journal (one JSON object per line, appended as each
+/// output file is finished), by the string field `key`. A missing journal is empty; a torn last
+/// line (a crash while appending) is skipped.
+pub fn read_journal(path: &Path, key: &str) -> std::collections::HashMap<String, serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v[key].as_str()?.to_string(), v)))
+        .collect()
+}
+
 /// A file-name component made safe to create: no `/`, no NUL, not `.` or `..`, not empty.
 /// Other bytes (any UTF-8, or not) are kept as they are.
 pub fn sanitize_component(name: &[u8]) -> OsString {

@@ -5,9 +5,8 @@
 //! reading those files again.
 
 use super::rebuild::{Catalog, Item, Kind};
-use crate::extract::{CopyOptions, copy_to_file, sanitize_component};
+use crate::extract::{CopyOptions, copy_to_file, read_journal, sanitize_component};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -58,12 +57,7 @@ fn key(item: &Item) -> String {
 pub fn write(cat: &Catalog, sources: &[String], to: &Path, opts: &Options) -> io::Result<Summary> {
     std::fs::create_dir_all(to)?;
     let jpath = to.join(JOURNAL);
-    let done: HashMap<String, Value> = std::fs::read_to_string(&jpath)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| Some((v["key"].as_str()?.to_string(), v)))
-        .collect();
+    let done = read_journal(&jpath, "key");
     let mut journal = std::fs::OpenOptions::new().create(true).append(true).open(&jpath)?;
     let mut sum = Summary::default();
     let mut entries = Vec::new();
