@@ -251,17 +251,19 @@ impl ExtentReader for ChunkExtent {
     }
 }
 
+/// zlib-compress `b` (tests of the chunked formats build their images with it).
+#[cfg(test)]
+pub(crate) fn zlib(b: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::block::{MemSource, Tolerant};
-    use std::io::Write;
-
-    fn zlib(b: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(b).unwrap();
-        e.finish().unwrap()
-    }
 
     #[test]
     fn pieces_gaps_and_a_failing_chunk() {

@@ -104,15 +104,9 @@ pub fn open(name: &str, src: Source) -> Result<Image> {
 mod tests {
     use super::*;
     use crate::block::{MemSource, Tolerant};
+    use crate::vdisk::chunks::zlib;
     use crate::vdisk::extent::Alloc;
-    use std::io::Write;
     use std::sync::Arc;
-
-    fn zlib(b: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(b).unwrap();
-        e.finish().unwrap()
-    }
 
     /// An image of 512-byte blocks filled with 1, 2, ...; `damage` edits the bytes.
     fn image(blocks: u32, damage: impl Fn(&mut Vec<u8>)) -> Result<Image> {

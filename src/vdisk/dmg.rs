@@ -292,15 +292,9 @@ pub fn open(name: &str, src: Source) -> Result<Image> {
 mod tests {
     use super::*;
     use crate::block::{MemSource, Tolerant};
+    use crate::vdisk::chunks::zlib;
     use crate::vdisk::extent::Alloc;
-    use std::io::Write;
     use std::sync::Arc;
-
-    fn zlib(b: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(b).unwrap();
-        e.finish().unwrap()
-    }
 
     /// A block table at sector `first` with entries (type, sector, count, offset, length).
     fn mish(first: u64, entries: &[(u32, u64, u64, u64, u64)]) -> Vec<u8> {
