@@ -137,3 +137,14 @@ pub fn open_path(path: &std::path::Path) -> std::io::Result<Source> {
         Ok(Arc::new(Tolerant::new(ImageFile::open(path)?)))
     }
 }
+
+/// Open an image file or block device read-only for a quick peek, without retries and without
+/// setting the kernel's read-only flag (see [`BlockDevice::open_unflagged`]): the hardware
+/// inventory reads a few KiB of every disk, including future destinations.
+pub fn open_path_unflagged(path: &std::path::Path) -> std::io::Result<Box<dyn RawSource>> {
+    if BlockDevice::is_block_device(path) {
+        Ok(Box::new(BlockDevice::open_unflagged(path)?))
+    } else {
+        Ok(Box::new(ImageFile::open(path)?))
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod cat;
+mod devices;
 mod extract;
 mod forge;
 mod found;
@@ -70,6 +71,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Forge(a) => forge::run(&a),
         Command::Demo { dir } => forge::demo(dir),
         Command::Vdisk(c) => vdisk::run(c),
+        Command::Devices { json, destinations, sources } => devices::run(json, destinations, &sources),
         Command::Volumes { json, sources } => volumes::run(&sources, json),
         Command::Ls { json, select: Select { sources, state: Some(state), .. }, path, .. } => {
             found::ls(&sources, &state, &path, json)
