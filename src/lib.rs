@@ -19,5 +19,6 @@ pub mod forge;
 pub mod hw;
 pub mod le;
 pub mod recover;
+pub mod tui;
 pub mod vdisk;
 pub mod vmfs;

@@ -13,6 +13,7 @@ mod device;
 mod fault;
 mod file;
 mod mem;
+mod metered;
 mod overlay;
 mod slice;
 mod sparse;
@@ -24,6 +25,7 @@ pub use device::BlockDevice;
 pub use fault::FaultySource;
 pub use file::ImageFile;
 pub use mem::MemSource;
+pub use metered::{Meter, Metered};
 pub use overlay::Overlay;
 pub use slice::Slice;
 pub use sparse::SparseMem;
@@ -62,6 +64,9 @@ pub enum ReadError {
         #[source]
         error: std::io::Error,
     },
+    /// A front end asked the copy to stop (`Meter::stop`).
+    #[error("stopped on request")]
+    Stopped,
 }
 
 /// A positional, read-only byte source.

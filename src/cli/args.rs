@@ -100,6 +100,22 @@ pub enum Command {
         #[arg(requires = "destinations")]
         sources: Vec<PathBuf>,
     },
+    /// The terminal UI: controllers and disks, volumes, browse, deep scan, recover. Without
+    /// SOURCE it reads every disk but the boot medium.
+    Tui {
+        /// Image files or block devices to read (default: every disk but the boot medium).
+        sources: Vec<PathBuf>,
+        /// Folder of the scan index (default: one per set of sources under /run/vmfs-rescue or
+        /// the temporary folder, so a scan started earlier resumes).
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Where destination disks are mounted.
+        #[arg(long, value_name = "DIR", default_value = "/mnt/vmfs-rescue")]
+        mount_base: PathBuf,
+        /// No colours (also: NO_COLOR, or TERM=vt100).
+        #[arg(long)]
+        mono: bool,
+    },
     /// Read every data byte of the sources once, in order, and record every LVM, VMFS, file
     /// and disk structure found in a resumable index in --state DIR (for the recovery commands).
     Scan {

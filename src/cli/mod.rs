@@ -9,6 +9,7 @@ mod found;
 mod ls;
 mod recover;
 mod scan;
+mod tui;
 mod vdisk;
 mod volumes;
 
@@ -89,6 +90,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         }
         Command::Ls { recursive, json, select, path } => ls::run(&select, &path, recursive, json),
         Command::Cat { select, path } => cat::run(&select, &path),
+        Command::Tui { sources, state, mount_base, mono } => tui::run(&sources, state, &mount_base, mono, cli.log),
         Command::Scan { sources, state, json, chunk_kib } => scan::run(&sources, &state, json, chunk_kib),
         Command::Extract { select, to, path, system_files, hole_hash_limit_gib } => {
             extract::run(&select, &to, &path, system_files, hole_hash_limit_gib << 30)

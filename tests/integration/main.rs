@@ -12,6 +12,8 @@ mod forged_lfb;
 mod recover_carve;
 mod recover_scan;
 mod recover_scenarios;
+mod tui_pty;
+mod tui_screens;
 mod util;
 mod vdisk;
 mod vdisk_chains;
