@@ -50,26 +50,31 @@ pub fn destinations_with(inv: &Inventory, sources: &[PathBuf], mounts: &[Mount])
     for disk in inv.disks() {
         let on_source = source_devs.get(&disk.dev);
         let vmfs = disk.holds_vmfs();
-        let candidates: Vec<(&str, &Path, &str, Option<FsKind>, &Option<String>, u64, bool)> =
-            if disk.partitions.is_empty() {
-                vec![(&disk.name, &disk.devnode, &disk.dev, disk.fs, &disk.label, disk.size, disk.read_only)]
-            } else {
-                disk.partitions
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.name.as_str(),
-                            p.devnode.as_path(),
-                            p.dev.as_str(),
-                            p.fs,
-                            &p.label,
-                            p.size,
-                            p.read_only || disk.read_only,
-                        )
-                    })
-                    .collect()
-            };
-        for (name, devnode, dev, fs, label, size, ro) in candidates {
+        let candidates: Vec<Spot> = if disk.partitions.is_empty() {
+            vec![Spot {
+                name: &disk.name,
+                devnode: &disk.devnode,
+                dev: &disk.dev,
+                fs: disk.fs,
+                label: &disk.label,
+                size: disk.size,
+                ro: disk.read_only,
+            }]
+        } else {
+            disk.partitions
+                .iter()
+                .map(|p| Spot {
+                    name: &p.name,
+                    devnode: &p.devnode,
+                    dev: &p.dev,
+                    fs: p.fs,
+                    label: &p.label,
+                    size: p.size,
+                    ro: p.read_only || disk.read_only,
+                })
+                .collect()
+        };
+        for Spot { name, devnode, dev, fs, label, size, ro } in candidates {
             let mount =
                 mounts.iter().find(|m| m.dev == dev || (m.source.starts_with('/') && Path::new(&m.source) == devnode));
             // A device we may not read (a container's root disk) is known by its mount.
@@ -118,6 +123,17 @@ pub fn kind_of_fstype(t: &str) -> Option<FsKind> {
         "iso9660" => FsKind::Iso9660,
         _ => return None,
     })
+}
+
+/// A partition, or a disk without partitions, as a destination candidate.
+struct Spot<'a> {
+    name: &'a str,
+    devnode: &'a Path,
+    dev: &'a str,
+    fs: Option<FsKind>,
+    label: &'a Option<String>,
+    size: u64,
+    ro: bool,
 }
 
 /// `MAJ:MIN` of a block-device path; `None` for anything else.
@@ -190,6 +206,8 @@ fn unescape_octal(s: &str) -> String {
 /// Free bytes for an unprivileged writer on the file system holding `path`.
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    // fsblkcnt_t and c_ulong are u64 here but narrower on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
     Ok(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
 }
 

@@ -9,6 +9,7 @@ mod forge_layout;
 mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
+mod hw_inventory;
 mod recover_carve;
 mod recover_scan;
 mod recover_scenarios;
