@@ -47,7 +47,7 @@ pub fn rows(inv: &Inventory, sources: &[PathBuf]) -> Vec<HwRow> {
                 name: d.name.clone(),
                 text: parts.join(", "),
                 boot_medium: d.boot_medium,
-                source: sources.iter().any(|s| *s == d.devnode),
+                source: sources.contains(&d.devnode),
             });
             for p in &d.partitions {
                 let fs = p.fs.map(|f| f.name().to_string()).unwrap_or_else(|| "-".into());

@@ -64,7 +64,7 @@ pub fn state(s: State) -> &'static str {
 pub fn confidence(c: Confidence) -> &'static str {
     match c {
         Confidence::High => "high",
-        Confidence::Medium => "medium",
+        Confidence::Medium => "med",
         Confidence::Low => "low",
     }
 }
@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(preview(b"a\tb\nc", 10), ["a    b", "c"]);
         assert_eq!(
             preview(&[0u8, 1, 2, 0x41], 1)[0],
-            "00000000  00 01 02 41                                       ...A"
+            "00000000  00 01 02 41                                      ...A"
         );
     }
 }

@@ -12,9 +12,26 @@ const PAGE: usize = 10;
 
 /// Apply `action`.
 pub fn update(app: &mut App, action: Action) -> Vec<Command> {
-    if let Some(o) = app.overlay.clone() {
-        return overlay_action(app, o, action);
+    let mut cmds = if let Some(o) = app.overlay.clone() { overlay_action(app, o, action) } else { act(app, action) };
+    cmds.extend(follow_preview(app));
+    cmds
+}
+
+/// On Browse, the file under the cursor is previewed in the details pane (and by Enter).
+fn follow_preview(app: &mut App) -> Option<Command> {
+    if app.screen != Screen::Browse {
+        return None;
     }
+    let i = app.browse.rows.get(app.browse.cursor).filter(|r| !r.dir)?.item?;
+    let it = app.items.get(i)?;
+    if app.browse.preview.as_ref().is_some_and(|p| p.title == it.out_path()) {
+        return None;
+    }
+    app.browse.preview = Some(Preview { title: it.out_path(), lines: vec!["reading...".into()], scroll: 0 });
+    Some(Command::Preview { generation: app.generation, item: i })
+}
+
+fn act(app: &mut App, action: Action) -> Vec<Command> {
     match action {
         Action::Quit => {
             if app.job_running() {
@@ -376,7 +393,7 @@ pub fn on_job(app: &mut App, ev: JobEvent) -> Vec<Command> {
         JobEvent::Annotated { .. } => {}
         JobEvent::Preview { generation, item, preview } => {
             let current = app.browse.rows.get(app.browse.cursor).and_then(|r| r.item);
-            if generation == app.generation && current == Some(item) && app.overlay == Some(Overlay::Preview) {
+            if generation == app.generation && current == Some(item) {
                 app.browse.preview = Some(preview);
             }
         }
@@ -438,4 +455,137 @@ pub fn on_job(app: &mut App, ev: JobEvent) -> Vec<Command> {
         }
     }
     vec![]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recover::rebuild::{Confidence, Kind, State as ItemState};
+    use crate::tui::app::{DestRow, ItemRow};
+    use crate::tui::theme::Theme;
+
+    fn app() -> App {
+        let mut a = App::new(Theme { mono: true, ascii: true }, PathBuf::from("/state"));
+        let item = |p: &str, kind: Kind, size: u64| ItemRow {
+            path: p.split('/').map(String::from).collect(),
+            kind,
+            state: ItemState::Deleted,
+            confidence: Confidence::Medium,
+            size,
+            mtime: 0,
+            original: None,
+            method: String::new(),
+            missing: vec![],
+            recoverable: true,
+            allocated: None,
+            note: None,
+            extents: vec![],
+        };
+        let mut desc = item("volumes/ds/vm/vm.vmdk", Kind::File, 400);
+        desc.extents = vec!["volumes/ds/vm/vm-flat.vmdk".into()];
+        a.items = vec![
+            item("volumes/ds/vm", Kind::Dir, 0),
+            desc,
+            item("volumes/ds/vm/vm-flat.vmdk", Kind::File, 1 << 30),
+            item("volumes/ds/vm/vm.vmx", Kind::File, 600),
+        ];
+        a.sources = vec![Default::default()];
+        a.browse.cwd = vec!["volumes".into(), "ds".into(), "vm".into()];
+        reload_rows(&mut a, None);
+        a.screen = Screen::Browse;
+        a
+    }
+
+    #[test]
+    fn marking_a_descriptor_marks_its_extent() {
+        let mut a = app();
+        assert_eq!(a.browse.rows[0].name, "vm.vmdk");
+        update(&mut a, Action::Mark);
+        assert!(a.is_marked("volumes/ds/vm/vm-flat.vmdk"));
+        assert_eq!(a.marked_files(), (2, (1 << 30) + 400, (1 << 30) + 400));
+        a.browse.cursor = 0;
+        update(&mut a, Action::Mark);
+        assert!(a.browse.marked.is_empty());
+        update(&mut a, Action::MarkAll);
+        assert_eq!(a.marked_files().0, 3);
+        update(&mut a, Action::MarkAll);
+        assert!(a.browse.marked.is_empty());
+    }
+
+    #[test]
+    fn recovery_needs_a_target_marks_and_room() {
+        let mut a = app();
+        assert!(update(&mut a, Action::StartRecover).is_empty());
+        assert!(matches!(a.overlay, Some(Overlay::Message(_))));
+        a.overlay = None;
+        a.recover.target = Some(PathBuf::from("/out"));
+        assert!(update(&mut a, Action::StartRecover).is_empty(), "nothing marked");
+        a.overlay = None;
+        update(&mut a, Action::MarkAll);
+        a.recover.free = Some(1 << 20);
+        assert!(update(&mut a, Action::StartRecover).is_empty(), "too little room asks first");
+        assert!(matches!(a.overlay, Some(Overlay::Confirm { on_yes: Pending::StartRecover, .. })));
+        let cmds = update(&mut a, Action::Yes);
+        assert!(matches!(&cmds[..], [Command::StartRecover { to, .. }] if to == &PathBuf::from("/out")));
+        assert!(a.recover.status.active());
+    }
+
+    #[test]
+    fn quitting_asks_while_a_job_runs_and_stops_it() {
+        let mut a = app();
+        update(&mut a, Action::StartScan);
+        assert_eq!(a.screen, Screen::Scan);
+        assert_eq!(update(&mut a, Action::PauseScan), [Command::PauseScan(true)]);
+        assert_eq!(a.scan.status, JobStatus::Paused);
+        assert_eq!(update(&mut a, Action::PauseScan), [Command::PauseScan(false)]);
+        update(&mut a, Action::Quit);
+        assert_eq!(a.overlay, Some(Overlay::ConfirmQuit));
+        update(&mut a, Action::No);
+        assert!(!a.quit && a.overlay.is_none());
+        update(&mut a, Action::Quit);
+        assert_eq!(update(&mut a, Action::Yes), [Command::StopScan]);
+        assert!(a.quit);
+    }
+
+    #[test]
+    fn refused_and_boot_destinations() {
+        let mut a = app();
+        a.screen = Screen::Recover;
+        a.recover.destinations = vec![
+            DestRow { name: "sda1".into(), refused: Some("it is a source".into()), ..Default::default() },
+            DestRow { name: "sdd1".into(), boot_medium: true, ..Default::default() },
+            DestRow { name: "sde1".into(), ..Default::default() },
+        ];
+        assert!(update(&mut a, Action::Open).is_empty());
+        assert!(matches!(&a.overlay, Some(Overlay::Message(m)) if m.contains("source")));
+        update(&mut a, Action::Close);
+        update(&mut a, Action::Down);
+        assert!(update(&mut a, Action::Open).is_empty());
+        assert_eq!(update(&mut a, Action::Yes), [Command::UseDestination(1)]);
+        update(&mut a, Action::Down);
+        assert_eq!(update(&mut a, Action::Open), [Command::UseDestination(2)]);
+    }
+
+    #[test]
+    fn typed_folder_and_navigation() {
+        let mut a = app();
+        a.screen = Screen::Recover;
+        update(&mut a, Action::TypeDest);
+        update(&mut a, Action::Erase);
+        for c in "/mnt/x".chars() {
+            update(&mut a, Action::Char(c));
+        }
+        assert_eq!(update(&mut a, Action::Submit), [Command::UseFolder(PathBuf::from("/mnt/x"))]);
+        a.screen = Screen::Browse;
+        update(&mut a, Action::Back);
+        assert_eq!(a.browse.cwd, ["volumes", "ds"]);
+        assert_eq!(a.browse.rows[a.browse.cursor].name, "vm");
+        update(&mut a, Action::Open);
+        assert_eq!(a.browse.cwd.len(), 3);
+        update(&mut a, Action::NextScreen);
+        assert_eq!(a.screen, Screen::Scan);
+        update(&mut a, Action::Go(Screen::Hardware));
+        update(&mut a, Action::PrevScreen);
+        assert_eq!(a.screen, Screen::Recover);
+    }
 }

@@ -94,7 +94,11 @@ impl Ui {
         }
     }
 
-    fn snap(&self, name: &str) {
+    fn snap(&mut self, name: &str) {
+        // Answers still on their way (a preview following the cursor) are part of the screen.
+        self.settle("the preview", |a| {
+            a.browse.preview.as_ref().is_none_or(|p| p.lines.first().is_none_or(|l| l != "reading..."))
+        });
         for (w, h) in SIZES {
             self.snap_at(name, w, h);
         }

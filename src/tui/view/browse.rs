@@ -1,13 +1,13 @@
 //! Browse: one folder of the catalogue, with marks, states and a details pane.
 
 use super::{block, field};
-use crate::recover::rebuild::Kind;
+use crate::recover::rebuild::{Kind, State as ItemState};
 use crate::tui::app::App;
 use crate::tui::text;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
 /// Width from which the details pane sits to the right of the list.
 const SIDE_BY_SIDE: u16 = 120;
@@ -38,7 +38,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App) {
         f.render_widget(Paragraph::new(msg).block(block(app, title)), area);
         return;
     }
-    let name_w = (area.width as usize).saturating_sub(2 + 3 + 11 + 12 + 17 + 4).max(12);
+    let name_w = (area.width as usize).saturating_sub(2 + 3 + 11 + 12 + 5 + 17 + 5).max(12);
     let rows: Vec<Row> = app
         .browse
         .rows
@@ -73,6 +73,11 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App) {
                 ])),
                 Cell::from(if r.dir && r.files == 0 && r.size == 0 { String::new() } else { text::size(r.size) }),
                 Cell::from(state).style(st),
+                // How sure a recovered item is; live ones need no word.
+                match item.filter(|i| i.state != ItemState::Live) {
+                    Some(i) => Cell::from(text::confidence(i.confidence)).style(t.confidence(i.confidence)),
+                    None => Cell::from(""),
+                },
                 Cell::from(item.map_or_else(String::new, |i| text::time(i.mtime))),
             ])
         })
@@ -82,10 +87,11 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Min(12),
         Constraint::Length(11),
         Constraint::Length(11),
+        Constraint::Length(4),
         Constraint::Length(16),
     ];
     let table = Table::new(rows, widths)
-        .header(Row::new(vec!["", "Name", "Size", "State", "Modified"]).style(t.title()))
+        .header(Row::new(vec!["", "Name", "Size", "State", "Sure", "Modified"]).style(t.title()))
         .row_highlight_style(t.selected())
         .block(block(app, title));
     let mut st = TableState::default().with_selected(Some(app.browse.cursor));
@@ -125,5 +131,17 @@ fn draw_details(f: &mut Frame, area: Rect, app: &App) {
         }
         _ => {}
     }
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block(app, marked)), area);
+    // The file's first lines under its facts, where there is room (Enter shows all of it).
+    let room = (area.height as usize).saturating_sub(2 + lines.len() + 1);
+    if let (Some(p), Some(it)) = (&app.browse.preview, app.current_item())
+        && p.title == it.out_path()
+        && room > 0
+    {
+        lines.push(Line::raw(""));
+        // Skip the facts the preview repeats at its top.
+        let body = p.lines.iter().skip_while(|l| !l.is_empty()).skip(1);
+        let w = (area.width as usize).saturating_sub(2);
+        lines.extend(body.take(room).map(|l| Line::styled(text::fit(l, w, app.theme.ascii), app.theme.dim())));
+    }
+    f.render_widget(Paragraph::new(lines).block(block(app, marked)), area);
 }
