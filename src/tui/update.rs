@@ -405,6 +405,9 @@ pub fn on_job(app: &mut App, ev: JobEvent) -> Vec<Command> {
         JobEvent::ScanEnded(v) => {
             let done = v.status == JobStatus::Done;
             app.log(match &v.status {
+                JobStatus::Done if v.resumed && v.done == v.total && app.scan.status == JobStatus::Idle => {
+                    format!("the finished scan in {} is used: {} findings", v.state_dir.display(), v.findings)
+                }
                 JobStatus::Done => format!("scan finished: {} findings", v.findings),
                 JobStatus::Stopped => "scan stopped: s resumes it".into(),
                 JobStatus::Failed(e) => format!("scan failed: {e}"),

@@ -10,6 +10,7 @@ use crate::block::{Meter, Source, read_vec};
 use crate::datastore::{self, dest_on_source};
 use crate::extract::CopyOptions;
 use crate::hw;
+use crate::recover::index::{ScanState, fingerprint};
 use crate::recover::rebuild::{Catalog, Item, Kind, rebuild};
 use crate::recover::{Progress, ScanIndex, ScanOptions, output, scan};
 use crate::vdisk::descriptor::{Descriptor, looks_like_descriptor};
@@ -237,7 +238,47 @@ impl Worker {
             }
         }
         self.send(JobEvent::Sources { sources: rows, volumes: with_paths, notes: Vec::new() });
+        self.earlier_scan();
         Ok(())
+    }
+
+    /// A scan of these very sources in the state folder (an earlier session, a crash): a
+    /// finished one brings its findings in; an unfinished one is offered for resuming.
+    fn earlier_scan(&self) {
+        let dir = &self.sh.opts.state_dir;
+        let Ok(Some(st)) = ScanState::read(dir) else { return };
+        let sources = lock(&self.sh.data).sources.clone();
+        let same = st.sources.len() == sources.len()
+            && st
+                .sources
+                .iter()
+                .zip(&sources)
+                .all(|(a, s)| a.size == s.len() && fingerprint(s.as_ref()).is_ok_and(|f| f == a.fingerprint));
+        if !same {
+            self.send(JobEvent::Log(format!(
+                "{}: a scan of other disks; a new scan needs another --state",
+                dir.display()
+            )));
+            return;
+        }
+        let view = ScanView {
+            status: if st.finished { JobStatus::Done } else { JobStatus::Stopped },
+            state_dir: dir.clone(),
+            done: st.scanned(),
+            total: st.data_bytes(),
+            findings: st.findings,
+            unreadable: st.unreadable_bytes(),
+            counts: st.counts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            resumed: true,
+            ..ScanView::default()
+        };
+        if !st.finished {
+            self.send(JobEvent::Log(
+                "an interrupted scan of these disks was found: s on the Scan screen resumes it".into(),
+            ));
+        }
+        // A finished scan's end makes the loop rebuild from its findings.
+        self.send(JobEvent::ScanEnded(view));
     }
 
     /// Rebuild and publish the catalogue; then annotate it.

@@ -222,3 +222,51 @@ fn recover_scan_refuses_state_on_source_and_other_sources() {
     assert_eq!(std::fs::read(state.join("findings.jsonl")).unwrap(), before, "a refused resume changed the index");
     drop(guard);
 }
+
+/// A front end's stop (the TUI's `x`): the scan ends at the next chunk with its index
+/// checkpointed, and the next run resumes it to the same findings as one uninterrupted scan.
+#[test]
+fn recover_scan_stops_on_request_and_resumes() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use vmfs_rescue::recover::{ScanOptions, scan as run_scan};
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = forge(dir.path(), "deleted", 6, "d6.img");
+    let _guard = SourceGuard::new(std::slice::from_ref(&img));
+    let whole = dir.path().join("whole");
+    let (_, code) = scan(&[], &img, &whole);
+    assert_eq!(code, 0);
+
+    let open = || {
+        vec![(
+            img.display().to_string(),
+            vmfs_rescue::datastore::open_sources(std::slice::from_ref(&img)).unwrap().remove(0),
+        )]
+    };
+    let state = dir.path().join("stopped");
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = ScanOptions {
+        chunk: 1 << 20,
+        throttle: Some(Duration::from_millis(20)),
+        checkpoint_every: Duration::from_millis(10),
+        stop: Some(Arc::clone(&stop)),
+        ..ScanOptions::default()
+    };
+    let mut cb = |p: &vmfs_rescue::recover::Progress| {
+        if p.done > 0 {
+            stop.store(true, Ordering::Relaxed);
+        }
+    };
+    let first = run_scan(&open(), &state, &opts, &mut cb).unwrap();
+    assert!(first.stopped, "{:?}", first.progress);
+    assert!(first.progress.done < first.progress.total, "stopped at the end");
+    let idx = ScanIndex::load(&state).unwrap();
+    assert!(!idx.finished());
+
+    let again = run_scan(&open(), &state, &ScanOptions::default(), &mut |_| {}).unwrap();
+    assert!(!again.stopped && again.resumed);
+    assert!(ScanIndex::load(&state).unwrap().finished());
+    let a = std::fs::read(whole.join("findings.jsonl")).unwrap();
+    let b = std::fs::read(state.join("findings.jsonl")).unwrap();
+    assert!(a == b, "findings differ after a stop and resume ({} vs {} bytes)", a.len(), b.len());
+}

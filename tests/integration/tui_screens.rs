@@ -300,6 +300,13 @@ fn screens_from_open_to_recovered() {
     ui.app.scan.status = JobStatus::Done;
     ui.key(KeyCode::Char('q'));
     assert!(ui.app.quit);
+
+    // The next session on the same disks uses the finished scan without reading them again.
+    let mut again = Ui::new(images, dir.path().join("state"), dir.path(), color());
+    again.submit(vmfs_rescue::tui::startup());
+    again.settle("the earlier scan", |a| a.from_scan && a.busy.is_none());
+    assert_eq!(again.app.scan.status, JobStatus::Done);
+    assert!(again.app.items.iter().any(|i| i.out_path().ends_with("db01/db01-flat.vmdk")));
 }
 
 /// A serial console (TERM=vt100): no colours, ASCII borders.
