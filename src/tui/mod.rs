@@ -54,12 +54,36 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let mut app = App::new(theme::Theme::from_env(opts.mono), opts.worker.state_dir.clone());
     app.log(format!("log file: {}", opts.log_file.display()));
     // ratatui::init enters raw mode and the alternate screen and installs a panic hook that
-    // restores the terminal before the panic message prints.
-    let mut terminal = ratatui::init();
+    // restores the terminal before the panic message prints. A serial line reports no size
+    // (0x0): draw 80x24 there, or what COLUMNS and LINES say.
+    let mut terminal = match ct_size() {
+        Some(_) => ratatui::init(),
+        None => {
+            let (w, h) = env_size();
+            let msg = format!("the terminal reports no size: drawing {w}x{h} (set COLUMNS and LINES to change)");
+            tracing::info!("{msg}");
+            app.log(msg);
+            ratatui::init_with_options(ratatui::TerminalOptions {
+                viewport: ratatui::Viewport::Fixed(ratatui::layout::Rect::new(0, 0, w, h)),
+            })
+        }
+    };
     spawn_input(tx.clone());
     let result = run_loop(&mut terminal, &mut app, &worker, &rx, Some(&pane), startup());
     ratatui::restore();
     result
+}
+
+/// The terminal's size, unless it reports none.
+fn ct_size() -> Option<(u16, u16)> {
+    ratatui::crossterm::terminal::size().ok().filter(|&(w, h)| w > 0 && h > 0)
+}
+
+/// COLUMNS x LINES, else 80x24.
+fn env_size() -> (u16, u16) {
+    let get =
+        |k: &str, d: u16| std::env::var(k).ok().and_then(|v| v.parse().ok()).filter(|&v: &u16| v >= 20).unwrap_or(d);
+    (get("COLUMNS", 80), get("LINES", 24))
 }
 
 /// Keys and resizes from the terminal into the loop's channel.

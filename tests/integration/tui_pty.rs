@@ -24,12 +24,19 @@ struct Pty {
 
 impl Pty {
     fn spawn(args: &[&str]) -> Self {
-        let ws = Winsize { ws_row: H, ws_col: W, ws_xpixel: 0, ws_ypixel: 0 };
+        Self::spawn_sized(args, (W, H), (W, H))
+    }
+
+    /// `told`: the size the pty reports (0x0 as a serial line does); `real`: the emulator's.
+    fn spawn_sized(args: &[&str], told: (u16, u16), real: (u16, u16)) -> Self {
+        let ws = Winsize { ws_row: told.1, ws_col: told.0, ws_xpixel: 0, ws_ypixel: 0 };
         let pty = openpty(Some(&ws), None).unwrap();
         let slave = std::fs::File::from(pty.slave);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmfs-rescue"));
         cmd.args(args)
             .env("TERM", "xterm")
+            .env_remove("COLUMNS")
+            .env_remove("LINES")
             .env_remove("NO_COLOR")
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
@@ -162,4 +169,30 @@ fn tui_recovers_a_deleted_vm_in_a_terminal() {
     assert_eq!(sha256_file(&got.join("db01-flat.vmdk")), want);
     assert!(got.join("db01.vmx").is_file());
     assert!(out.join("vmfs-rescue/report.txt").is_file());
+}
+
+/// A serial line reports no terminal size: the UI draws 80x24 on it, in ASCII for TERM=vt100.
+#[test]
+fn tui_draws_on_a_terminal_without_a_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, _) = forge(dir.path(), "demo", 5, "2G", &["ds.img"], true);
+    let img = images[0].display().to_string();
+    let state = dir.path().join("state");
+    let log = dir.path().join("tui.log");
+    let mut ui = Pty::spawn_sized(
+        &["tui", &img, "--state", state.to_str().unwrap(), "--log", log.to_str().unwrap()],
+        (0, 0),
+        (80, 24),
+    );
+    ui.wait_for("the volume at 80x24", |t| t.contains("datastore5") && t.contains("Enter browse"));
+    let t = ui.text();
+    assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");
+    ui.send("q");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ui.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "q did not quit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("reports no size: drawing 80x24"), "{logged}");
 }
