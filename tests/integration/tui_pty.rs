@@ -53,8 +53,8 @@ impl Pty {
         let child = cmd.spawn().unwrap();
         let master = std::fs::File::from(pty.master);
         let screen = Arc::new(Mutex::new(vt100::Parser::new(
-            std::num::NonZero::new(H).unwrap(),
-            std::num::NonZero::new(W).unwrap(),
+            std::num::NonZero::new(real.1).unwrap(),
+            std::num::NonZero::new(real.0).unwrap(),
             0,
         )));
         let (mut r, s) = (master.try_clone().unwrap(), Arc::clone(&screen));
