@@ -17,6 +17,8 @@ mkdir -p "$ISO"/{boot/grub,isolinux,EFI/BOOT,EFI/debian,.disk}
 bash "$HERE/stage-medium.sh" "$WORK" "$ISO"
 cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$ISO/isolinux/"
 cp "$HERE/boot/syslinux.cfg" "$ISO/isolinux/isolinux.cfg"
+# Dates first: mcopy -m below copies them into the FAT image.
+find "$ISO" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 # The El Torito EFI image: a small FAT with the EFI files (firmware loads shim from it; GRUB then
 # finds the ISO itself by /vmfs-rescue.id).
@@ -28,6 +30,7 @@ for f in EFI/BOOT/BOOTX64.EFI EFI/BOOT/grubx64.efi EFI/BOOT/mmx64.efi EFI/debian
     mcopy -m -i "$EFIIMG" "$ISO/$f" "::/$f"
 done
 
+# Again: making efiboot.img changed boot/'s mtime, which xorriso records.
 find "$ISO" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 rm -f "$OUTFILE"
 # xorriso takes its dates and the volume UUID from SOURCE_DATE_EPOCH.
