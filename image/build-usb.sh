@@ -27,7 +27,9 @@ sgdisk -o -U 7a1e0b0e-5646-4d53-8000-000000000001 \
     -A 1:set:2 "$OUTFILE" >/dev/null
 dd if=/usr/lib/syslinux/mbr/gptmbr.bin of="$OUTFILE" bs=440 count=1 conv=notrunc status=none
 sectors="$(sgdisk -i 1 "$OUTFILE" | awk '/^Partition size:/{print $3}')"
-mkfs.vfat -F 32 -n VMFS_RESCUE -i 5646530f --invariant --offset 2048 "$OUTFILE" $((sectors / 2)) >/dev/null
+# (mkfs.vfat warns that the file is larger than the partition: that is the point of --offset.)
+mkfs.vfat -F 32 -n VMFS_RESCUE -i 5646530f --invariant --offset 2048 "$OUTFILE" $((sectors / 2)) 2>&1 >/dev/null |
+    { grep -v 'block count mismatch' >&2 || true; }
 
 IMG="$OUTFILE@@1M"
 (cd "$STAGE" && find . -mindepth 1 -type d | sort) | while read -r d; do mmd -i "$IMG" "::/${d#./}"; done
