@@ -6,6 +6,7 @@
 //! - [`vmfs`]: the VMFS3/5/6 and VMFS-L file system;
 //! - [`extract`]: copying files and disks out (sparse raw or qcow2, hashed, with a manifest);
 //! - [`compare`]: comparing two disks by content, through their allocation maps;
+//! - [`hw`]: the hardware inventory (controllers, disks, what they hold) and destinations;
 //! - `cli` (in the binary crate side, `src/cli`): the command line.
 #![deny(unsafe_code)]
 
@@ -15,7 +16,9 @@ pub mod container;
 pub mod datastore;
 pub mod extract;
 pub mod forge;
+pub mod hw;
 pub mod le;
 pub mod recover;
+pub mod tui;
 pub mod vdisk;
 pub mod vmfs;

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::args::parse();
-    cli::init_logging(args.log.as_deref());
+    // The terminal UI owns the terminal: it logs to a file and its own pane.
+    if !matches!(args.cmd, cli::args::Command::Tui { .. }) {
+        cli::init_logging(args.log.as_deref());
+    }
     match cli::run(args) {
         Ok(cli::Outcome::Clean) => ExitCode::SUCCESS,
         Ok(cli::Outcome::Damaged) => ExitCode::from(1),

@@ -49,6 +49,25 @@ impl BlockDevice {
         let sector = u32::try_from(sector).ok().filter(|s| s.is_power_of_two()).unwrap_or(512);
         Ok(Self { file, path: path.to_path_buf(), len, sector })
     }
+
+    /// Open `path` with O_RDONLY but leave the kernel's read-only flag alone.
+    ///
+    /// Only for the hardware inventory's peek at the first KiB of every disk (`hw`): the flag
+    /// BLKROSET sets outlives the descriptor, so setting it there would mark the disk the admin
+    /// later picks as destination read-only (its mount fails) and the host's own mounted disks
+    /// too. A disk opened as a *source* goes through [`BlockDevice::open_ro`].
+    pub fn open_unflagged(path: &Path) -> io::Result<Self> {
+        let file = File::open(path)?;
+        let fd = file.as_raw_fd();
+        let mut len: u64 = 0;
+        // SAFETY: fd is valid and `len` is a u64 the kernel writes to.
+        unsafe { blkgetsize64(fd, &mut len) }.map_err(io::Error::from)?;
+        let mut sector: libc::c_int = 512;
+        // SAFETY: fd is valid and `sector` is a c_int the kernel writes to.
+        unsafe { blksszget(fd, &mut sector) }.map_err(io::Error::from)?;
+        let sector = u32::try_from(sector).ok().filter(|s| s.is_power_of_two()).unwrap_or(512);
+        Ok(Self { file, path: path.to_path_buf(), len, sector })
+    }
 }
 
 impl RawSource for BlockDevice {

@@ -13,6 +13,7 @@ mod device;
 mod fault;
 mod file;
 mod mem;
+mod metered;
 mod overlay;
 mod slice;
 mod sparse;
@@ -24,6 +25,7 @@ pub use device::BlockDevice;
 pub use fault::FaultySource;
 pub use file::ImageFile;
 pub use mem::MemSource;
+pub use metered::{Meter, Metered};
 pub use overlay::Overlay;
 pub use slice::Slice;
 pub use sparse::SparseMem;
@@ -62,6 +64,9 @@ pub enum ReadError {
         #[source]
         error: std::io::Error,
     },
+    /// A front end asked the copy to stop (`Meter::stop`).
+    #[error("stopped on request")]
+    Stopped,
 }
 
 /// A positional, read-only byte source.
@@ -135,5 +140,16 @@ pub fn open_path(path: &std::path::Path) -> std::io::Result<Source> {
         Ok(Arc::new(Tolerant::new(BlockDevice::open_ro(path)?)))
     } else {
         Ok(Arc::new(Tolerant::new(ImageFile::open(path)?)))
+    }
+}
+
+/// Open an image file or block device read-only for a quick peek, without retries and without
+/// setting the kernel's read-only flag (see [`BlockDevice::open_unflagged`]): the hardware
+/// inventory reads a few KiB of every disk, including future destinations.
+pub fn open_path_unflagged(path: &std::path::Path) -> std::io::Result<Box<dyn RawSource>> {
+    if BlockDevice::is_block_device(path) {
+        Ok(Box::new(BlockDevice::open_unflagged(path)?))
+    } else {
+        Ok(Box::new(ImageFile::open(path)?))
     }
 }

@@ -86,6 +86,36 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         hole_hash_limit_gib: u64,
     },
+    /// List the storage controllers and their disks (model, serial, WWN, size, sectors,
+    /// transport, partitions and what they hold); the boot medium is marked.
+    Devices {
+        /// The inventory as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// List the file systems recovered files could be written to instead (sources given
+        /// after it, and disks holding VMFS, are refused).
+        #[arg(long)]
+        destinations: bool,
+        /// With --destinations: the sources of the recovery (devices or images).
+        #[arg(requires = "destinations")]
+        sources: Vec<PathBuf>,
+    },
+    /// The terminal UI: controllers and disks, volumes, browse, deep scan, recover. Without
+    /// SOURCE it reads every disk but the boot medium.
+    Tui {
+        /// Image files or block devices to read (default: every disk but the boot medium).
+        sources: Vec<PathBuf>,
+        /// Folder of the scan index (default: one per set of sources under /run/vmfs-rescue or
+        /// the temporary folder, so a scan started earlier resumes).
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Where destination disks are mounted.
+        #[arg(long, value_name = "DIR", default_value = "/mnt/vmfs-rescue")]
+        mount_base: PathBuf,
+        /// No colours (also: NO_COLOR, or TERM=vt100).
+        #[arg(long)]
+        mono: bool,
+    },
     /// Read every data byte of the sources once, in order, and record every LVM, VMFS, file
     /// and disk structure found in a resumable index in --state DIR (for the recovery commands).
     Scan {

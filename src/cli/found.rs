@@ -98,7 +98,7 @@ pub fn extract(
     let cat = catalog(sources, state)?;
     let names: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
     let select: Vec<String> = paths.iter().map(|p| p.trim_matches('/').to_string()).filter(|p| !p.is_empty()).collect();
-    let opts = output::Options { select, copy: CopyOptions { hole_hash_limit, hash: true } };
+    let opts = output::Options { select, copy: CopyOptions { hole_hash_limit, hash: true }, meter: None };
     let sum = output::write(&cat, &names, to, &opts).with_context(|| format!("writing to {}", to.display()))?;
     eprintln!("{} files and {} folders written; report: {}", sum.files, sum.dirs, to.join("report.json").display());
     Ok(if sum.damaged > 0 || sum.not_recovered > 0 { Outcome::Damaged } else { Outcome::Clean })

@@ -2,12 +2,14 @@
 
 pub mod args;
 mod cat;
+mod devices;
 mod extract;
 mod forge;
 mod found;
 mod ls;
 mod recover;
 mod scan;
+mod tui;
 mod vdisk;
 mod volumes;
 
@@ -70,6 +72,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Forge(a) => forge::run(&a),
         Command::Demo { dir } => forge::demo(dir),
         Command::Vdisk(c) => vdisk::run(c),
+        Command::Devices { json, destinations, sources } => devices::run(json, destinations, &sources),
         Command::Volumes { json, sources } => volumes::run(&sources, json),
         Command::Ls { json, select: Select { sources, state: Some(state), .. }, path, .. } => {
             found::ls(&sources, &state, &path, json)
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         }
         Command::Ls { recursive, json, select, path } => ls::run(&select, &path, recursive, json),
         Command::Cat { select, path } => cat::run(&select, &path),
+        Command::Tui { sources, state, mount_base, mono } => tui::run(&sources, state, &mount_base, mono, cli.log),
         Command::Scan { sources, state, json, chunk_kib } => scan::run(&sources, &state, json, chunk_kib),
         Command::Extract { select, to, path, system_files, hole_hash_limit_gib } => {
             extract::run(&select, &to, &path, system_files, hole_hash_limit_gib << 30)

@@ -19,7 +19,8 @@ pub fn run(sources: &[PathBuf], state: &Path, to: &Path, select: &[String], hole
     super::scan::run(sources, state, false, 512)?;
     let cat = super::found::catalog(sources, state)?;
     let names: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
-    let opts = output::Options { select: select.to_vec(), copy: CopyOptions { hole_hash_limit, hash: true } };
+    let opts =
+        output::Options { select: select.to_vec(), copy: CopyOptions { hole_hash_limit, hash: true }, meter: None };
     let sum = output::write(&cat, &names, to, &opts).with_context(|| format!("writing to {}", to.display()))?;
     println!(
         "{} files ({} bytes) and {} folders written to {} ({} kept from an earlier run); {} not recovered; {} with unreadable ranges",

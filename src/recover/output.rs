@@ -5,10 +5,13 @@
 //! reading those files again.
 
 use super::rebuild::{Catalog, Item, Kind};
+use crate::block::{Meter, Metered, Source};
 use crate::extract::{CopyOptions, copy_to_file, read_journal, sanitize_component};
 use serde_json::{Value, json};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Name of the resume journal in the output folder.
 pub const JOURNAL: &str = ".vmfs-rescue-recover.jsonl";
@@ -19,6 +22,8 @@ pub struct Options {
     /// Output paths (or original datastore paths) to write, by prefix; empty = everything.
     pub select: Vec<String>,
     pub copy: CopyOptions,
+    /// Progress and stop for a front end: bytes read, files done, the current file.
+    pub meter: Option<Arc<Meter>>,
 }
 
 /// What a recovery wrote.
@@ -33,6 +38,8 @@ pub struct Summary {
     pub not_recovered: usize,
     /// Files with unreadable ranges.
     pub damaged: usize,
+    /// Stopped on request (`Meter::stop`) before the end; a later run resumes.
+    pub stopped: bool,
 }
 
 /// Whether `item` is selected by `select` (prefixes of its output or original path).
@@ -62,6 +69,10 @@ pub fn write(cat: &Catalog, sources: &[String], to: &Path, opts: &Options) -> io
     let mut sum = Summary::default();
     let mut entries = Vec::new();
     for item in cat.items.iter().filter(|i| selected(i, &opts.select)) {
+        if opts.meter.as_ref().is_some_and(|m| m.stopped()) {
+            sum.stopped = true;
+            break;
+        }
         let rel: PathBuf = item.path.iter().map(|c| sanitize_component(c.as_bytes())).collect();
         let dest = to.join(&rel);
         let mut e = entry(item, &rel);
@@ -87,7 +98,22 @@ pub fn write(cat: &Catalog, sources: &[String], to: &Path, opts: &Options) -> io
                 if let Some(parent) = dest.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                match copy_to_file(src.as_ref(), &dest, opts.copy) {
+                let metered: Source = match &opts.meter {
+                    Some(m) => {
+                        m.set_current(&item.out_path());
+                        Arc::new(Metered::new(Arc::clone(src), Arc::clone(m)))
+                    }
+                    None => Arc::clone(src),
+                };
+                let copied = copy_to_file(metered.as_ref(), &dest, opts.copy);
+                if let Some(m) = &opts.meter {
+                    m.done.fetch_add(1, Ordering::Relaxed);
+                    if m.stopped() {
+                        sum.stopped = true;
+                        break;
+                    }
+                }
+                match copied {
                     Ok(r) => {
                         e["sha256"] = json!(r.sha256);
                         if r.sha256.is_none() {
@@ -129,7 +155,7 @@ pub fn write(cat: &Catalog, sources: &[String], to: &Path, opts: &Options) -> io
         "notes": cat.notes,
         "summary": {
             "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "resumed": sum.resumed,
-            "not_recovered": sum.not_recovered, "damaged": sum.damaged,
+            "not_recovered": sum.not_recovered, "damaged": sum.damaged, "stopped": sum.stopped,
         },
         "items": entries,
     });
@@ -184,6 +210,11 @@ fn human(cat: &Catalog, entries: &[Value], sum: &Summary) -> String {
         "\nWritten: {} files ({} bytes), {} folders; {} kept from an earlier run; {} with unreadable ranges.\n",
         sum.files, sum.bytes, sum.dirs, sum.resumed, sum.damaged
     ));
+    if sum.stopped {
+        t.push_str(
+            "STOPPED before the end on request: run the recovery again to finish it (written files are kept).\n",
+        );
+    }
     t.push_str("Items by state: ");
     t.push_str(&by_state.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
     t.push_str("\n\nNot recovered:\n");

@@ -24,6 +24,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,9 @@ pub struct ScanOptions {
     pub checkpoint_bytes: u64,
     /// Sleep after each chunk read (tests: make a scan slow enough to be killed midway).
     pub throttle: Option<Duration>,
+    /// Set by a front end to stop the scan at the next chunk; the index is checkpointed, so a
+    /// later run resumes where this one stopped.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for ScanOptions {
@@ -58,6 +63,7 @@ impl Default for ScanOptions {
             checkpoint_every: Duration::from_secs(1),
             checkpoint_bytes: 256 << 20,
             throttle: None,
+            stop: None,
         }
     }
 }
@@ -96,6 +102,8 @@ pub struct ScanSummary {
     pub already_finished: bool,
     /// Unreadable ranges met, per source (command-line order).
     pub unreadable: Vec<Vec<Range<u64>>>,
+    /// The scan was stopped (`ScanOptions::stop`) before the end; it resumes from its index.
+    pub stopped: bool,
 }
 
 /// Scan `sources` (display path, opened source) into the index in `state_dir` (created if
@@ -145,6 +153,7 @@ pub fn scan(
     };
     let mut run = Run::open(state_dir, &mut state, start, resumed)?;
     let already_finished = run.state.finished;
+    let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
     if !already_finished {
         run.checkpoint()?;
         read_and_classify(sources, &plans, &opts, &mut run, progress)?;
@@ -154,7 +163,7 @@ pub fn scan(
     let p = run.progress();
     progress(&p);
     let unreadable = run.state.sources.iter().map(|s| s.unreadable.clone()).collect();
-    Ok(ScanSummary { progress: p, resumed, already_finished, unreadable })
+    Ok(ScanSummary { progress: p, resumed, already_finished, unreadable, stopped: !run.state.finished && stopped() })
 }
 
 /// Options within sane bounds (sizes come from the caller, not from disk data).
@@ -316,6 +325,11 @@ fn consume(
         if Instant::now() >= next_report {
             progress(&run.progress());
             next_report = Instant::now() + Duration::from_millis(200);
+        }
+        // Stopped: the chunk waiting for its look-ahead is dropped unclassified; the positions
+        // already stand before it, so a resumed scan reads it again.
+        if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Ok(());
         }
     }
     if let Some(w) = waiting {

@@ -1,0 +1,441 @@
+//! The decisions: an action or a worker answer changes the state and may ask the worker for
+//! work. Nothing here blocks or touches a source.
+
+use super::app::{App, JobStatus, Overlay, Pending, Preview, Screen};
+use super::event::{Command, JobEvent};
+use super::keys::Action;
+use super::tree;
+use std::path::PathBuf;
+
+/// Lines a page moves.
+const PAGE: usize = 10;
+
+/// Apply `action`.
+pub fn update(app: &mut App, action: Action) -> Vec<Command> {
+    if let Some(o) = app.overlay.clone() {
+        return overlay_action(app, o, action);
+    }
+    match action {
+        Action::Quit => {
+            if app.job_running() {
+                app.overlay = Some(Overlay::ConfirmQuit);
+            } else {
+                app.quit = true;
+            }
+        }
+        Action::Help => app.overlay = Some(Overlay::Help),
+        Action::ToggleLog => app.show_log = !app.show_log,
+        Action::Go(s) => return go(app, s),
+        Action::NextScreen | Action::PrevScreen => {
+            let i = Screen::ALL.iter().position(|s| *s == app.screen).unwrap_or(0);
+            let n = Screen::ALL.len();
+            let j = if action == Action::NextScreen { (i + 1) % n } else { (i + n - 1) % n };
+            return go(app, Screen::ALL[j]);
+        }
+        Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End => {
+            move_cursor(app, action);
+        }
+        Action::Open => return open(app),
+        Action::Back => back(app),
+        Action::Mark => mark_current(app),
+        Action::MarkAll => mark_all(app),
+        Action::RecoverMarked => {
+            if app.browse.marked.is_empty() {
+                mark_current(app);
+            }
+            return go(app, Screen::Recover);
+        }
+        Action::StartScan => {
+            if app.scan.status.active() {
+                app.overlay = Some(Overlay::Message("The scan is already running (p pauses, x stops).".into()));
+                return vec![];
+            }
+            if app.sources.iter().all(|s| s.error.is_some()) {
+                app.overlay = Some(Overlay::Message("No source is open: there is nothing to scan.".into()));
+                return vec![];
+            }
+            app.scan.status = JobStatus::Running;
+            app.screen = Screen::Scan;
+            return vec![Command::StartScan];
+        }
+        Action::PauseScan => match app.scan.status {
+            JobStatus::Running => {
+                app.scan.status = JobStatus::Paused;
+                return vec![Command::PauseScan(true)];
+            }
+            JobStatus::Paused => {
+                app.scan.status = JobStatus::Running;
+                return vec![Command::PauseScan(false)];
+            }
+            _ => {}
+        },
+        Action::StopScan if app.scan.status.active() => return vec![Command::StopScan],
+        Action::StopRecover if app.recover.status.active() => return vec![Command::StopRecover],
+        Action::Refresh => return refresh(app),
+        Action::TypeDest => {
+            let text = app.recover.target.as_ref().map_or_else(|| "/".into(), |p| p.display().to_string());
+            app.overlay = Some(Overlay::Input { prompt: "Folder to write the recovered files to:".into(), text });
+        }
+        Action::StartRecover => return start_recover(app, false),
+        _ => {}
+    }
+    vec![]
+}
+
+fn overlay_action(app: &mut App, o: Overlay, action: Action) -> Vec<Command> {
+    match (o, action) {
+        (Overlay::ConfirmQuit, Action::Yes) => {
+            app.quit = true;
+            app.overlay = None;
+            let mut v = Vec::new();
+            if app.scan.status.active() {
+                v.push(Command::StopScan);
+            }
+            if app.recover.status.active() {
+                v.push(Command::StopRecover);
+            }
+            return v;
+        }
+        (Overlay::Confirm { on_yes, .. }, Action::Yes) => {
+            app.overlay = None;
+            return match on_yes {
+                Pending::StartRecover => start_recover(app, true),
+                Pending::UseBootMedium(i) => vec![Command::UseDestination(i)],
+            };
+        }
+        (Overlay::Input { prompt, mut text }, a) => match a {
+            Action::Char(c) => {
+                text.push(c);
+                app.overlay = Some(Overlay::Input { prompt, text });
+            }
+            Action::Erase => {
+                text.pop();
+                app.overlay = Some(Overlay::Input { prompt, text });
+            }
+            Action::Submit => {
+                app.overlay = None;
+                let t = text.trim();
+                if !t.is_empty() {
+                    return vec![Command::UseFolder(PathBuf::from(t))];
+                }
+            }
+            Action::Close => app.overlay = None,
+            _ => {}
+        },
+        (
+            Overlay::Preview,
+            a @ (Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End),
+        ) => {
+            if let Some(p) = app.browse.preview.as_mut() {
+                let max = p.lines.len().saturating_sub(1);
+                p.scroll = match a {
+                    Action::Up => p.scroll.saturating_sub(1),
+                    Action::Down => (p.scroll + 1).min(max),
+                    Action::PageUp => p.scroll.saturating_sub(PAGE),
+                    Action::PageDown => (p.scroll + PAGE).min(max),
+                    Action::Home => 0,
+                    _ => max,
+                };
+            }
+        }
+        (_, Action::Yes | Action::No | Action::Close) => app.overlay = None,
+        _ => {}
+    }
+    vec![]
+}
+
+fn go(app: &mut App, s: Screen) -> Vec<Command> {
+    app.screen = s;
+    if s == Screen::Recover && app.recover.destinations.is_empty() {
+        return vec![Command::Destinations];
+    }
+    vec![]
+}
+
+fn refresh(app: &mut App) -> Vec<Command> {
+    match app.screen {
+        Screen::Hardware => vec![Command::Inventory],
+        Screen::Recover => vec![Command::Destinations],
+        Screen::Sources => vec![],
+        Screen::Browse | Screen::Scan => {
+            let from_scan = app.scan.status != JobStatus::Idle;
+            app.busy = Some("rebuilding from the findings".into());
+            if app.screen == Screen::Scan {
+                app.screen = Screen::Browse;
+            }
+            vec![Command::Rebuild { from_scan }]
+        }
+    }
+}
+
+fn move_cursor(app: &mut App, a: Action) {
+    let (cur, len) = match app.screen {
+        Screen::Hardware => (&mut app.hw_cursor, app.hardware.len()),
+        Screen::Sources => (&mut app.src_cursor, app.volumes.len()),
+        Screen::Browse => (&mut app.browse.cursor, app.browse.rows.len()),
+        Screen::Recover => (&mut app.recover.cursor, app.recover.destinations.len()),
+        Screen::Scan => return,
+    };
+    let max = len.saturating_sub(1);
+    *cur = match a {
+        Action::Up => cur.saturating_sub(1),
+        Action::Down => (*cur + 1).min(max),
+        Action::PageUp => cur.saturating_sub(PAGE),
+        Action::PageDown => (*cur + PAGE).min(max),
+        Action::Home => 0,
+        _ => max,
+    };
+}
+
+fn open(app: &mut App) -> Vec<Command> {
+    match app.screen {
+        Screen::Sources => {
+            if let Some(p) = app.volumes.get(app.src_cursor).and_then(|v| v.browse_path.clone()) {
+                app.browse.cwd = p.split('/').map(String::from).collect();
+                reload_rows(app, None);
+                app.screen = Screen::Browse;
+            }
+        }
+        Screen::Browse => {
+            let Some(row) = app.browse.rows.get(app.browse.cursor).cloned() else { return vec![] };
+            if row.dir {
+                app.browse.cwd.push(row.name);
+                reload_rows(app, None);
+                app.browse.cursor = 0;
+            } else if let Some(i) = row.item {
+                let it = &app.items[i];
+                app.browse.preview =
+                    Some(Preview { title: it.out_path(), lines: vec!["reading...".into()], scroll: 0 });
+                app.overlay = Some(Overlay::Preview);
+                return vec![Command::Preview { generation: app.generation, item: i }];
+            }
+        }
+        Screen::Recover => {
+            let Some(d) = app.recover.destinations.get(app.recover.cursor) else { return vec![] };
+            if let Some(why) = &d.refused {
+                app.overlay = Some(Overlay::Message(format!("{} cannot be used: {why}.", d.name)));
+            } else if d.boot_medium {
+                app.overlay = Some(Overlay::Confirm {
+                    question: format!(
+                        "{} is the medium this system booted from. Write the recovered files there?",
+                        d.name
+                    ),
+                    on_yes: Pending::UseBootMedium(app.recover.cursor),
+                });
+            } else {
+                return vec![Command::UseDestination(app.recover.cursor)];
+            }
+        }
+        Screen::Hardware | Screen::Scan => {}
+    }
+    vec![]
+}
+
+fn back(app: &mut App) {
+    if app.screen != Screen::Browse {
+        return;
+    }
+    if let Some(left) = app.browse.cwd.pop() {
+        reload_rows(app, Some(&left));
+    }
+}
+
+/// Recompute the Browse rows; put the cursor on `select` if given and present.
+pub fn reload_rows(app: &mut App, select: Option<&str>) {
+    // A folder that is gone (a new catalogue) falls back to its nearest parent that exists.
+    loop {
+        app.browse.rows = tree::rows(&app.items, &app.browse.cwd);
+        if !app.browse.rows.is_empty() || app.browse.cwd.is_empty() {
+            break;
+        }
+        app.browse.cwd.pop();
+    }
+    if let Some(name) = select {
+        app.browse.cursor = app.browse.rows.iter().position(|r| r.name == name).unwrap_or(0);
+    }
+    app.browse.cursor = app.browse.cursor.min(app.browse.rows.len().saturating_sub(1));
+}
+
+/// Output path of Browse row `i`, and the extents that go with it.
+fn row_paths(app: &App, i: usize) -> Option<(String, Vec<String>)> {
+    let row = app.browse.rows.get(i)?;
+    let mut p = app.browse.cwd.clone();
+    p.push(row.name.clone());
+    let extents = row.item.and_then(|x| app.items.get(x)).map(|it| it.extents.clone()).unwrap_or_default();
+    Some((p.join("/"), extents))
+}
+
+fn mark_current(app: &mut App) {
+    let Some((p, extents)) = row_paths(app, app.browse.cursor) else { return };
+    if app.browse.marked.remove(&p) {
+        for e in extents {
+            app.browse.marked.remove(&e);
+        }
+    } else {
+        app.browse.marked.insert(p);
+        app.browse.marked.extend(extents);
+    }
+    app.browse.cursor = (app.browse.cursor + 1).min(app.browse.rows.len().saturating_sub(1));
+}
+
+fn mark_all(app: &mut App) {
+    let all: Vec<(String, Vec<String>)> = (0..app.browse.rows.len()).filter_map(|i| row_paths(app, i)).collect();
+    let every = all.iter().all(|(p, _)| app.browse.marked.contains(p));
+    for (p, ext) in all {
+        if every {
+            app.browse.marked.remove(&p);
+        } else {
+            app.browse.marked.insert(p);
+            app.browse.marked.extend(ext);
+        }
+    }
+}
+
+fn start_recover(app: &mut App, confirmed: bool) -> Vec<Command> {
+    if app.recover.status.active() {
+        return vec![];
+    }
+    let Some(to) = app.recover.target.clone() else {
+        app.overlay =
+            Some(Overlay::Message("Choose a destination first: Enter on a disk, or t to type a folder.".into()));
+        return vec![];
+    };
+    let (files, size, data) = app.marked_files();
+    if files == 0 {
+        app.overlay = Some(Overlay::Message(
+            "Nothing to write: mark files or folders on the Browse screen (Space), then press r.".into(),
+        ));
+        return vec![];
+    }
+    if !confirmed && let Some(free) = app.recover.free.filter(|&f| f < data) {
+        app.overlay = Some(Overlay::Confirm {
+            question: format!(
+                "{} holds {} free; the marked files need {} (sparse) of {}. Start anyway?",
+                to.display(),
+                super::text::size(free),
+                super::text::size(data),
+                super::text::size(size)
+            ),
+            on_yes: Pending::StartRecover,
+        });
+        return vec![];
+    }
+    let select = app.browse.marked.iter().cloned().collect();
+    app.recover.status = JobStatus::Running;
+    app.recover.bytes_done = 0;
+    app.recover.files_done = 0;
+    app.recover.bytes_total = data;
+    app.recover.files_total = files;
+    app.recover.summary.clear();
+    vec![Command::StartRecover { select, to }]
+}
+
+/// Apply a worker answer.
+pub fn on_job(app: &mut App, ev: JobEvent) -> Vec<Command> {
+    match ev {
+        JobEvent::Hardware(rows) => {
+            app.hardware = rows;
+            app.hw_ready = true;
+            app.hw_cursor = app.hw_cursor.min(app.hardware.len().saturating_sub(1));
+        }
+        JobEvent::Sources { sources, volumes, notes } => {
+            for n in notes {
+                app.log(n);
+            }
+            app.sources = sources;
+            app.volumes = volumes;
+            if app.generation == 0 {
+                app.busy = Some("listing the volumes' files".into());
+            }
+        }
+        JobEvent::Catalog { items, from_scan, notes } => {
+            for n in notes {
+                app.log(n);
+            }
+            let n = items.len();
+            app.items = items;
+            app.generation += 1;
+            app.from_scan = from_scan;
+            app.busy = None;
+            let keep = app.browse.rows.get(app.browse.cursor).map(|r| r.name.clone());
+            reload_rows(app, keep.as_deref());
+            app.log(format!("catalogue: {n} items{}", if from_scan { " (with the scan's findings)" } else { "" }));
+        }
+        JobEvent::Annotated { generation, notes } if generation == app.generation => {
+            for a in notes {
+                if let Some(it) = app.items.get_mut(a.item) {
+                    it.note = a.note.or(it.note.take());
+                    it.allocated = a.allocated.or(it.allocated);
+                    if !a.extents.is_empty() {
+                        it.extents = a.extents;
+                    }
+                }
+            }
+            reload_rows(app, None);
+        }
+        JobEvent::Annotated { .. } => {}
+        JobEvent::Preview { generation, item, preview } => {
+            let current = app.browse.rows.get(app.browse.cursor).and_then(|r| r.item);
+            if generation == app.generation && current == Some(item) && app.overlay == Some(Overlay::Preview) {
+                app.browse.preview = Some(preview);
+            }
+        }
+        JobEvent::ScanProgress(v) => {
+            let status = app.scan.status.clone();
+            app.scan = v;
+            app.scan.status = if status == JobStatus::Paused { status } else { JobStatus::Running };
+        }
+        JobEvent::ScanEnded(v) => {
+            let done = v.status == JobStatus::Done;
+            app.log(match &v.status {
+                JobStatus::Done => format!("scan finished: {} findings", v.findings),
+                JobStatus::Stopped => "scan stopped: s resumes it".into(),
+                JobStatus::Failed(e) => format!("scan failed: {e}"),
+                s => format!("scan: {s:?}"),
+            });
+            if let JobStatus::Failed(e) = &v.status {
+                app.overlay = Some(Overlay::Message(format!("The scan failed: {e}")));
+            }
+            app.scan = v;
+            if done {
+                app.busy = Some("rebuilding from the findings".into());
+                return vec![Command::Rebuild { from_scan: true }];
+            }
+        }
+        JobEvent::Destinations(d) => {
+            app.recover.destinations = d;
+            app.recover.cursor = app.recover.cursor.min(app.recover.destinations.len().saturating_sub(1));
+        }
+        JobEvent::Target { path, free } => {
+            match &free {
+                Ok(f) => app.log(format!("destination {}: {} free", path.display(), super::text::size(*f))),
+                Err(e) => app.log(format!("destination {}: {e}", path.display())),
+            }
+            app.recover.free = free.ok();
+            app.recover.target = Some(path);
+        }
+        JobEvent::RecoverProgress { bytes, files, current } => {
+            app.recover.bytes_done = bytes;
+            app.recover.files_done = files;
+            app.recover.current = current;
+        }
+        JobEvent::RecoverEnded { status, summary } => {
+            for l in &summary {
+                app.log(l.clone());
+            }
+            if let JobStatus::Failed(e) = &status {
+                app.overlay = Some(Overlay::Message(format!("Writing failed: {e}")));
+            }
+            app.recover.status = status;
+            app.recover.summary = summary;
+            app.recover.current.clear();
+        }
+        JobEvent::Log(l) => app.log(l),
+        JobEvent::Failed(e) => {
+            app.log(e.clone());
+            app.busy = None;
+            app.overlay = Some(Overlay::Message(e));
+        }
+    }
+    vec![]
+}

@@ -1,0 +1,114 @@
+//! Drawing: the tab line, the current screen, the log pane, the key bar and any overlay. Every
+//! function here only reads the state.
+
+mod browse;
+mod hardware;
+mod overlay;
+mod recover;
+mod scan;
+mod sources;
+
+use super::app::{App, Screen};
+use super::keys;
+use super::text;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+/// Height of the log pane when shown.
+const LOG_HEIGHT: u16 = 7;
+
+/// Draw the whole screen.
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    let log_h = if app.show_log { LOG_HEIGHT.min(area.height.saturating_sub(6)) } else { 0 };
+    let [tabs, body, log, keybar] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(log_h), Constraint::Length(1)])
+            .areas(area);
+    draw_tabs(f, tabs, app);
+    match app.screen {
+        Screen::Hardware => hardware::draw(f, body, app),
+        Screen::Sources => sources::draw(f, body, app),
+        Screen::Browse => browse::draw(f, body, app),
+        Screen::Scan => scan::draw(f, body, app),
+        Screen::Recover => recover::draw(f, body, app),
+    }
+    if log_h > 0 {
+        draw_log(f, log, app);
+    }
+    draw_keybar(f, keybar, app);
+    overlay::draw(f, body, app);
+}
+
+/// A bordered block with a title, in the theme's borders.
+pub(super) fn block<'a>(app: &App, title: impl Into<String>) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_set(app.theme.border())
+        .title(Span::styled(format!(" {} ", title.into()), app.theme.title()))
+}
+
+fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
+    let t = app.theme;
+    let mut spans = vec![Span::styled(" vmfs-rescue ", t.title())];
+    for (i, s) in Screen::ALL.iter().enumerate() {
+        let style = if *s == app.screen { t.tab_active() } else { Style::default() };
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(format!("{} {}", i + 1, s.title()), style));
+    }
+    // What runs in the background, on the right.
+    let mut status = Vec::new();
+    if app.scan.status.active() {
+        let pct = if app.scan.total > 0 { 100.0 * app.scan.done as f64 / app.scan.total as f64 } else { 0.0 };
+        let paused = if app.scan.status == super::app::JobStatus::Paused { " paused" } else { "" };
+        status.push(format!("scan {pct:.0}%{paused}"));
+    }
+    if app.recover.status.active() {
+        status.push(format!("writing {}/{}", app.recover.files_done, app.recover.files_total));
+    }
+    if let Some(b) = &app.busy {
+        status.push(format!("{b}..."));
+    }
+    let left: usize = spans.iter().map(|s| s.width()).sum();
+    let right = status.join(" | ");
+    let room = (area.width as usize).saturating_sub(left + 2);
+    if !right.is_empty() && room > 4 {
+        let r = text::fit(&right, room, app.theme.ascii);
+        let pad = room - r.chars().count();
+        spans.push(Span::raw(" ".repeat(pad + 1)));
+        spans.push(Span::styled(r, t.warn()));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_keybar(f: &mut Frame, area: Rect, app: &App) {
+    let t = app.theme;
+    let mut spans = Vec::new();
+    let mut used = 0usize;
+    for b in keys::bindings(app.screen).into_iter().filter(|b| b.bar) {
+        let label = keys::label(b, t.ascii);
+        let short = b.short;
+        let w = label.chars().count() + short.chars().count() + 3;
+        if used + w > area.width as usize {
+            break;
+        }
+        used += w;
+        spans.push(Span::styled(format!(" {label}"), t.key()));
+        spans.push(Span::raw(format!(" {short} ")));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_log(f: &mut Frame, area: Rect, app: &App) {
+    let h = area.height.saturating_sub(2) as usize;
+    let lines: Vec<Line> =
+        app.log.iter().skip(app.log.len().saturating_sub(h)).map(|l| Line::raw(l.as_str())).collect();
+    f.render_widget(Paragraph::new(lines).block(block(app, "Log")), area);
+}
+
+/// A line "label: value" with the label dimmed.
+pub(super) fn field<'a>(app: &App, label: &str, value: impl Into<String>) -> Line<'a> {
+    Line::from(vec![Span::styled(format!("{label}: "), app.theme.dim()), Span::raw(value.into())])
+}

@@ -1,0 +1,318 @@
+//! Every TUI screen drawn at 80x24 and 160x48 (ratatui `TestBackend`, insta snapshots), fed by
+//! a fake hardware tree and a forged datastore with a deleted VM. The state comes from the real
+//! worker (open, scan, rebuild, write), driven by keys as the admin would press them; the
+//! recovered files are checked against the forge's ground truth.
+
+use super::forge_scenarios::forge;
+use super::util::{SourceGuard, sha256_file};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+use vmfs_rescue::hw::{Controller, Disk, FsKind, Inventory, Partition, Roots};
+use vmfs_rescue::tui::app::{App, JobStatus, Screen};
+use vmfs_rescue::tui::event::{Command, Event, JobEvent};
+use vmfs_rescue::tui::theme::Theme;
+use vmfs_rescue::tui::worker::{self, Worker};
+use vmfs_rescue::tui::{handle, hwview, view};
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+/// The UI state with the real worker behind it, without a terminal.
+struct Ui {
+    app: App,
+    worker: Worker,
+    rx: Receiver<Event>,
+}
+
+fn roots(empty: &Path) -> Roots {
+    Roots {
+        sys: empty.join("sys"),
+        dev: empty.join("dev"),
+        udev_data: empty.join("udev"),
+        run: empty.join("run"),
+        boot_device: None,
+        pci_ids: vec![],
+    }
+}
+
+impl Ui {
+    fn new(sources: Vec<PathBuf>, state_dir: PathBuf, fake_root: &Path, theme: Theme) -> Self {
+        let (tx, rx) = channel();
+        let opts = worker::Options {
+            sources,
+            state_dir: state_dir.clone(),
+            mount_base: fake_root.join("mnt"),
+            roots: roots(fake_root),
+        };
+        let worker = Worker::new(opts, tx);
+        Self { app: App::new(theme, state_dir), worker, rx }
+    }
+
+    fn submit(&mut self, cmds: Vec<Command>) {
+        for c in cmds {
+            self.worker.submit(c);
+        }
+    }
+
+    /// Handle worker answers until `done` holds and nothing more arrives for a moment.
+    fn settle(&mut self, what: &str, done: impl Fn(&App) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(400)) {
+                Ok(ev) => {
+                    let cmds = handle(&mut self.app, ev);
+                    self.submit(cmds);
+                }
+                Err(_) if done(&self.app) => return,
+                Err(_) => {}
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; log: {:?}", self.app.log);
+        }
+    }
+
+    fn key(&mut self, code: KeyCode) {
+        let cmds = handle(&mut self.app, Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+        self.submit(cmds);
+    }
+
+    fn keys(&mut self, text: &str) {
+        for c in text.chars() {
+            self.key(KeyCode::Char(c));
+        }
+    }
+
+    /// Move the Browse cursor to the row named `name`.
+    fn select(&mut self, name: &str) {
+        let i = self.app.browse.rows.iter().position(|r| r.name == name);
+        let i = i.unwrap_or_else(|| panic!("no row {name} in {:?}", self.app.browse.rows));
+        self.key(KeyCode::Home);
+        for _ in 0..i {
+            self.key(KeyCode::Down);
+        }
+    }
+
+    fn snap(&self, name: &str) {
+        for (w, h) in SIZES {
+            self.snap_at(name, w, h);
+        }
+    }
+
+    fn snap_at(&self, name: &str, w: u16, h: u16) {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| view::draw(f, &self.app)).unwrap();
+        insta::with_settings!({
+            filters => vec![
+                (r"/tmp/[^ │|]*", "[TMP]"),
+                (r"\d+(\.\d)? [KMGT]?i?B free", "[FREE] free"),
+                (r"speed: [^│|]*", "speed: [SPEED]"),
+            ],
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!(format!("tui_{name}_{w}x{h}"), t.backend());
+        });
+    }
+}
+
+fn color() -> Theme {
+    Theme { mono: false, ascii: false }
+}
+
+/// A server's controllers: a MegaRAID with two disks, AHCI with one, the USB stick the system
+/// booted from, and an HBA with nothing attached.
+fn fake_inventory() -> Inventory {
+    let disk = |name: &str, size: u64, transport: &str, model: &str| Disk {
+        name: name.into(),
+        devnode: PathBuf::from(format!("/dev/{name}")),
+        dev: "8:0".into(),
+        vendor: Some("AVAGO".into()),
+        model: Some(model.into()),
+        serial: Some(format!("SN-{name}")),
+        wwn: Some("0x600605b00d6f8a10".into()),
+        size,
+        logical_sector: 512,
+        physical_sector: 4096,
+        transport: transport.into(),
+        removable: false,
+        read_only: true,
+        rotational: Some(true),
+        boot_medium: false,
+        fs: None,
+        label: None,
+        partitions: vec![],
+    };
+    let mut sda = disk("sda", 1_199_966_446_592, "sas", "MR9361-8i");
+    sda.partitions.push(Partition {
+        name: "sda1".into(),
+        devnode: "/dev/sda1".into(),
+        dev: "8:1".into(),
+        start: 1 << 20,
+        size: 1_199_965_000_000,
+        read_only: true,
+        fs: Some(FsKind::VmwareLvm),
+        label: None,
+    });
+    let sdb = disk("sdb", 599_550_590_976, "sas", "MR9361-8i");
+    let mut sdc = disk("sdc", 2_000_398_934_016, "sata", "WDC WD20EFRX");
+    sdc.vendor = None;
+    let mut usb = disk("sdd", 16_008_609_792, "usb", "Flash Drive");
+    usb.boot_medium = true;
+    usb.removable = true;
+    usb.read_only = false;
+    usb.partitions.push(Partition {
+        name: "sdd1".into(),
+        devnode: "/dev/sdd1".into(),
+        dev: "8:49".into(),
+        start: 1 << 20,
+        size: 67_108_864,
+        read_only: false,
+        fs: Some(FsKind::Vfat),
+        label: Some("VMFSRESCUE".into()),
+    });
+    let ctl = |id: &str, vendor: &str, model: &str, driver: &str, kind: &str, disks: Vec<Disk>| Controller {
+        id: id.into(),
+        vendor: vendor.into(),
+        model: model.into(),
+        class: String::new(),
+        driver: Some(driver.into()),
+        kind: kind.into(),
+        hosts: vec!["host0".into()],
+        disks,
+    };
+    Inventory {
+        controllers: vec![
+            ctl("0000:03:00.0", "Broadcom / LSI", "MegaRAID SAS-3 3108", "megaraid_sas", "RAID", vec![sda, sdb]),
+            ctl("0000:00:17.0", "Intel Corporation", "C620 SATA AHCI", "ahci", "SATA", vec![sdc]),
+            ctl("0000:00:14.0", "Intel Corporation", "C620 USB 3.0 xHCI", "xhci_hcd", "USB", vec![usb]),
+            ctl("0000:5e:00.0", "Broadcom / LSI", "SAS3008", "mpt3sas", "SAS/SCSI", vec![]),
+        ],
+        notes: vec![],
+    }
+}
+
+#[test]
+fn hardware_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ui = Ui::new(vec![], dir.path().join("state"), dir.path(), color());
+    let inv = fake_inventory();
+    let rows = hwview::rows(&inv, &[PathBuf::from("/dev/sda"), PathBuf::from("/dev/sdb")]);
+    handle(&mut ui.app, Event::Job(JobEvent::Hardware(rows)));
+    ui.key(KeyCode::Char('1'));
+    ui.key(KeyCode::Down);
+    assert_eq!(ui.app.screen, Screen::Hardware);
+    ui.snap("hardware");
+    ui.key(KeyCode::Char('?'));
+    ui.snap("hardware_help");
+}
+
+#[test]
+fn no_sources_screens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ui = Ui::new(vec![], dir.path().join("state"), dir.path(), color());
+    ui.submit(vmfs_rescue::tui::startup());
+    ui.settle("an empty inventory", |a| a.hw_ready && a.busy.is_none());
+    ui.snap("sources_none");
+    ui.key(KeyCode::Char('1'));
+    ui.snap("hardware_none");
+}
+
+/// The whole path of an admin: sources, browse, scan, the deleted VM, recover it, check it.
+#[test]
+fn screens_from_open_to_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, truth) = forge(dir.path(), "demo", 6, "2G", &["ds.img"], true);
+    let _guard = SourceGuard::new(&images);
+    let mut ui = Ui::new(images.clone(), dir.path().join("state"), dir.path(), color());
+    ui.submit(vmfs_rescue::tui::startup());
+    ui.settle("the volumes", |a| a.busy.is_none() && a.volumes.iter().any(|v| v.browse_path.is_some()));
+    ui.snap("sources");
+
+    ui.key(KeyCode::Enter);
+    assert_eq!(ui.app.screen, Screen::Browse);
+    ui.snap("browse_volume");
+    ui.select("web01");
+    ui.key(KeyCode::Enter);
+    ui.snap("browse_vm");
+    ui.select("web01.vmx");
+    ui.key(KeyCode::Enter);
+    ui.settle("the preview", |a| a.browse.preview.as_ref().is_some_and(|p| p.lines.len() > 3));
+    ui.snap("preview");
+    ui.key(KeyCode::Esc);
+    ui.key(KeyCode::Backspace);
+
+    // The deep scan, then the deleted VM comes into view.
+    ui.key(KeyCode::Char('4'));
+    ui.snap("scan_idle");
+    ui.key(KeyCode::Char('s'));
+    ui.settle("the scan and the rebuild", |a| a.scan.status == JobStatus::Done && a.from_scan && a.busy.is_none());
+    ui.snap("scan_done");
+    ui.key(KeyCode::Char('3'));
+    assert!(ui.app.browse.rows.iter().any(|r| r.name == "db01"), "{:?}", ui.app.browse.rows);
+    ui.select("db01");
+    ui.key(KeyCode::Enter);
+    ui.snap("browse_deleted_vm");
+    ui.key(KeyCode::Backspace);
+    ui.select("db01");
+    ui.key(KeyCode::Char(' '));
+    ui.key(KeyCode::Char('l'));
+    ui.snap("browse_marked_log");
+    ui.key(KeyCode::Char('l'));
+
+    // Recover the marked VM to a folder typed in.
+    let out = dir.path().join("out");
+    ui.key(KeyCode::Char('r'));
+    assert_eq!(ui.app.screen, Screen::Recover);
+    ui.key(KeyCode::Char('t'));
+    for _ in 0..4 {
+        ui.key(KeyCode::Backspace);
+    }
+    ui.keys(&out.display().to_string());
+    ui.snap("recover_typing");
+    ui.key(KeyCode::Enter);
+    ui.settle("the destination", |a| a.recover.target.is_some());
+    ui.snap("recover_ready");
+    ui.key(KeyCode::Char('s'));
+    ui.settle("the recovery", |a| a.recover.status == JobStatus::Done);
+    ui.snap("recover_done");
+
+    // What the forge deleted comes back byte for byte; what it cannot is reported.
+    let got = out.join(worker::OUTPUT_DIR).join("volumes/datastore6/db01");
+    let want = truth.file("/db01/db01-flat.vmdk").unwrap().sha256.clone().unwrap();
+    assert_eq!(sha256_file(&got.join("db01-flat.vmdk")), want);
+    assert!(got.join("db01.vmx").is_file() && got.join("db01.vmdk").is_file());
+    let report = std::fs::read_to_string(out.join(worker::OUTPUT_DIR).join("report.json")).unwrap();
+    assert!(report.contains("db01-flat.vmdk"));
+    // Only what was marked was written.
+    assert!(!out.join(worker::OUTPUT_DIR).join("volumes/datastore6/web01").exists());
+
+    // Quitting asks while a job runs; a finished one does not hold it up.
+    ui.app.scan.status = JobStatus::Running;
+    ui.key(KeyCode::Char('q'));
+    ui.snap("quit_confirm");
+    ui.key(KeyCode::Char('n'));
+    assert!(!ui.app.quit);
+    ui.app.scan.status = JobStatus::Done;
+    ui.key(KeyCode::Char('q'));
+    assert!(ui.app.quit);
+}
+
+/// A serial console (TERM=vt100): no colours, ASCII borders.
+#[test]
+fn serial_console_screens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, _) = forge(dir.path(), "demo", 5, "2G", &["ds.img"], true);
+    let mut ui = Ui::new(images, dir.path().join("state"), dir.path(), Theme { mono: true, ascii: true });
+    ui.submit(vmfs_rescue::tui::startup());
+    ui.settle("the volumes", |a| a.busy.is_none() && a.volumes.iter().any(|v| v.browse_path.is_some()));
+    ui.key(KeyCode::Enter);
+    ui.snap_at("browse_serial", 80, 24);
+    ui.key(KeyCode::Char('?'));
+    ui.snap_at("browse_serial_help", 80, 24);
+    // Nothing drawn uses a character outside ASCII.
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| view::draw(f, &ui.app)).unwrap();
+    let text = t.backend().to_string();
+    assert!(text.is_ascii(), "{text}");
+}
