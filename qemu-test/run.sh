@@ -363,8 +363,9 @@ for s in "${SCENARIOS[@]}"; do
         failed=$((failed + 1))
     fi
     echo "$s ${SKIP_REASON:+skip}$([[ -z "$SKIP_REASON" ]] && { [[ ${#FAILS[@]} -eq 0 ]] && echo pass || echo fail; }) $secs ${TUI_AT:--}" >>"$RESULTS"
-    # Large scratch disks go; serial logs and results stay.
+    # Large scratch disks go; serial logs and results stay (recovered copies only on failure).
     find "$WORK" -maxdepth 1 -name '*.img' -size +1M -delete
+    [[ ${#FAILS[@]} -eq 0 ]] && rm -rf "$WORK/got" "$WORK/host-out" "$WORK/host-state"
 done
 echo "qemu-test: $passed passed, $failed failed, $skipped skipped in $((SECONDS - T0))s"
 [[ $failed -eq 0 ]]
