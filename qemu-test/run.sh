@@ -18,7 +18,8 @@
 #   usb-settings      the USB image as a USB stick, SeaBIOS (syslinux), with a vmfs-rescue.cfg on
 #                     its FAT partition asking for a headless run and a keymap: the results land
 #                     on the stick and are read back with mtools
-#   tui-serial        the TUI driven over the serial console (only once `vmfs-rescue tui` exists)
+#   tui-serial        the TUI on the serial console opens the disks and shows the forged volume
+#                     (skipped in a build without `vmfs-rescue tui`; driving it by keys: TODO)
 #
 # Always TCG (-accel tcg -cpu max): /dev/kvm on the project machines is a nested software
 # module a stock kernel does not boot under (../shared/research/appliance-feasibility.md).
@@ -331,9 +332,22 @@ sc_usb_settings() {
         fail "the boot stick ($bootdev) was given as a source, or not found"
 }
 sc_tui_serial() {
-    # TODO(tui): drive `vmfs-rescue tui` over ttyS0 (send keys, read the screen) once it exists.
-    SKIP_REASON="vmfs-rescue has no tui command yet"
-    return 0
+    if [[ $HAVE_TUI -eq 0 ]]; then
+        SKIP_REASON="vmfs-rescue has no tui command"
+        return 0
+    fi
+    # The TUI on the serial console opens the disks and shows the forged volume (datastore5).
+    # TODO(tui): send keys over the serial line to browse and recover one VM.
+    "$VR" forge --scenario deleted --version 5 --size 1400M --small "$WORK/ds.img" >>"$LOGF" 2>&1 || { fail "forge failed"; return; }
+    hash_source "$WORK/ds.img"
+    qemu_base "$WORK/serial.log"
+    QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.zst" -append "$KAPPEND"
+        -drive "if=none,id=src,file=$WORK/ds.img,format=raw,cache=unsafe" -device megasas,id=hba0 -device scsi-hd,bus=hba0.0,drive=src)
+    boot 'datastore5' kill "$WORK/serial.log"
+    check_sources || true
+    grep -q 'VMFS-RESCUE: tui starting on ttyS0' "$WORK/serial.log" || fail "the TUI did not start on ttyS0"
+    [[ -n "$MARK_AT" ]] || fail "the TUI never showed the volume datastore5 on the serial console"
+    TUI_AT=$MARK_AT
 }
 
 # --- run ----------------------------------------------------------------------------------------
