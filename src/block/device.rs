@@ -29,6 +29,19 @@ impl BlockDevice {
         std::fs::metadata(path).map(|m| m.file_type().is_block_device()).unwrap_or(false)
     }
 
+    /// Clear the kernel's read-only flag of a *destination* the admin chose (the rescue image
+    /// sets the flag on every disk at boot, so a mount read-write would fail). Never called on a
+    /// source: `hw::mount` refuses destinations that are sources before it gets here.
+    pub fn clear_read_only(path: &Path) -> io::Result<()> {
+        let file = File::open(path)?;
+        if !file.metadata()?.file_type().is_block_device() {
+            return Ok(());
+        }
+        let rw: libc::c_int = 0;
+        // SAFETY: the descriptor is open for the call and `rw` outlives it.
+        unsafe { blkroset(file.as_raw_fd(), &rw) }.map(|_| ()).map_err(io::Error::from)
+    }
+
     /// Open `path` with O_RDONLY and set the kernel's read-only flag on it (BLKROSET), so that
     /// nothing, not even a mount by accident, writes to it while we recover.
     pub fn open_ro(path: &Path) -> io::Result<Self> {

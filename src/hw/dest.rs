@@ -233,6 +233,13 @@ pub fn mount(dest: &Destination, base: &Path) -> Result<PathBuf, HwError> {
         target: target.clone(),
         reason,
     };
+    // The rescue image marks every disk read-only at boot; the kernel refuses a read-write
+    // mount of a partition while it or its disk carries the flag.
+    for dev in [dest.devnode.with_file_name(&dest.disk), dest.devnode.clone()] {
+        if let Err(e) = crate::block::BlockDevice::clear_read_only(&dev) {
+            tracing::warn!(device = %dev.display(), error = %e, "could not clear the read-only flag");
+        }
+    }
     let created = !target.exists();
     std::fs::create_dir_all(&target).map_err(|e| mount_err(plan.fstype, format!("creating the mount point: {e}")))?;
     let result = if plan.fstype == "ntfs-3g" {

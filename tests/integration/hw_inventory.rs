@@ -669,6 +669,10 @@ fn hw_mount_a_loop_destination_read_write_and_report_a_failing_one() {
     let d = dests.iter().find(|d| d.name == name).unwrap();
     assert!(d.refused.is_none() && d.mounted_at.is_none(), "{d:?}");
     let base = tmp.path().join("mnt");
+    // As the rescue image leaves every disk at boot: read-only in the kernel. The destination
+    // the admin picks is made writable again by mount().
+    let ro = std::process::Command::new("blockdev").arg("--setro").arg(&lo.dev).status().unwrap();
+    assert!(ro.success());
     let at = hw::mount(d, &base).unwrap();
     lo.mounted = Some(at.clone());
     assert_eq!(at, base.join(&name));

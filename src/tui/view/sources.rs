@@ -10,7 +10,8 @@ use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
-    let src_h = (app.sources.len() as u16 + 2).clamp(3, area.height / 2);
+    // Never `clamp`: on a tiny terminal the upper bound falls below the lower one.
+    let src_h = (app.sources.len() as u16 + 2).min(area.height / 2).max(3.min(area.height));
     let [top, bottom] = Layout::vertical([Constraint::Length(src_h), Constraint::Min(3)]).areas(area);
     let mut lines: Vec<Line> = Vec::new();
     if app.sources.is_empty() {
