@@ -2,7 +2,9 @@
 //! which of them are refused and why, where they are mounted; mounting one read-write.
 //!
 //! Refused: a source or a partition of a source disk (as [`crate::datastore::dest_on_source`]
-//! decides it), any disk holding VMFS or VMware LVM (a possible source), a read-only device. The
+//! decides it), any disk holding VMFS or VMware LVM (a possible source). The kernel's read-only
+//! flag is no refusal: the rescue image sets it on every disk at boot, and [`mount`] clears it
+//! on the one the admin chose (a write-protected medium then fails to mount, saying so). The
 //! boot medium is offered but flagged: the TUI asks before writing to it.
 
 use super::{FsKind, HwError, Inventory};
@@ -58,7 +60,6 @@ pub fn destinations_with(inv: &Inventory, sources: &[PathBuf], mounts: &[Mount])
                 fs: disk.fs,
                 label: &disk.label,
                 size: disk.size,
-                ro: disk.read_only,
             }]
         } else {
             disk.partitions
@@ -70,11 +71,10 @@ pub fn destinations_with(inv: &Inventory, sources: &[PathBuf], mounts: &[Mount])
                     fs: p.fs,
                     label: &p.label,
                     size: p.size,
-                    ro: p.read_only || disk.read_only,
                 })
                 .collect()
         };
-        for Spot { name, devnode, dev, fs, label, size, ro } in candidates {
+        for Spot { name, devnode, dev, fs, label, size } in candidates {
             let mount =
                 mounts.iter().find(|m| m.dev == dev || (m.source.starts_with('/') && Path::new(&m.source) == devnode));
             // A device we may not read (a container's root disk) is known by its mount.
@@ -86,8 +86,6 @@ pub fn destinations_with(inv: &Inventory, sources: &[PathBuf], mounts: &[Mount])
                 Some(format!("it is on source disk {}", s.display()))
             } else if vmfs {
                 Some(format!("disk {} holds VMFS: a possible source", disk.name))
-            } else if ro {
-                Some("the device is read-only".to_string())
             } else {
                 None
             };
@@ -133,7 +131,6 @@ struct Spot<'a> {
     fs: Option<FsKind>,
     label: &'a Option<String>,
     size: u64,
-    ro: bool,
 }
 
 /// `MAJ:MIN` of a block-device path; `None` for anything else.
