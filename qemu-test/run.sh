@@ -18,8 +18,8 @@
 #   usb-settings      the USB image as a USB stick, SeaBIOS (syslinux), with a vmfs-rescue.cfg on
 #                     its FAT partition asking for a headless run and a keymap: the results land
 #                     on the stick and are read back with mtools
-#   tui-serial        the TUI on the serial console opens the disks and shows the forged volume
-#                     (skipped in a build without `vmfs-rescue tui`; driving it by keys: TODO)
+#   tui-serial        the TUI driven by keys over the serial console: HBAs and disks listed, deep
+#                     scan, the deleted VM marked and written to a disk it mounts; checked by debugfs
 #
 # Always TCG (-accel tcg -cpu max): /dev/kvm on the project machines is a nested software
 # module a stock kernel does not boot under (../shared/research/appliance-feasibility.md).
@@ -336,18 +336,52 @@ sc_tui_serial() {
         SKIP_REASON="vmfs-rescue has no tui command"
         return 0
     fi
-    # The TUI on the serial console opens the disks and shows the forged volume (datastore5).
-    # TODO(tui): send keys over the serial line to browse and recover one VM.
-    "$VR" forge --scenario deleted --version 5 --size 1400M --small "$WORK/ds.img" >>"$LOGF" 2>&1 || { fail "forge failed"; return; }
+    # The TUI on the serial console, driven by keys as over serial-over-LAN: list the HBAs and
+    # disks, deep-scan, mark the deleted VM, write it to the disk labelled RESCUEOUT (the TUI
+    # mounts it), then the host reads the files back with debugfs and checks them.
+    "$VR" forge --scenario demo --version 5 --size 2G --small "$WORK/ds.img" >>"$LOGF" 2>&1 || { fail "forge failed"; return; }
     hash_source "$WORK/ds.img"
-    qemu_base "$WORK/serial.log"
-    QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.zst" -append "$KAPPEND"
-        -drive "if=none,id=src,file=$WORK/ds.img,format=raw,cache=unsafe" -device megasas,id=hba0 -device scsi-hd,bus=hba0.0,drive=src)
-    boot 'datastore5' kill "$WORK/serial.log"
+    truncate -s 256M "$WORK/target.img"
+    mkfs.ext4 -q -F -L RESCUEOUT "$WORK/target.img"
+    local venv="$OUT/venv"
+    if ! "$venv/bin/python" -c 'import pyte' 2>/dev/null; then
+        python3 -m venv "$venv" >>"$LOGF" 2>&1 && "$venv/bin/pip" install -q pyte >>"$LOGF" 2>&1 || { fail "cannot install pyte (a VT100 screen for the driver)"; return; }
+    fi
+    QEMU=(qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 2 -m "$MEM" -display none -monitor none -no-reboot -nic none
+        -chardev "socket,id=ser0,path=$WORK/serial.sock,server=on,wait=off,logfile=$WORK/serial.log" -serial chardev:ser0
+        -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.zst" -append "$KAPPEND"
+        -drive "if=none,id=src,file=$WORK/ds.img,format=raw,cache=unsafe" -device megasas,id=hba0 -device scsi-hd,bus=hba0.0,drive=src
+        -drive "if=none,id=tgt,file=$WORK/target.img,format=raw,cache=unsafe" -device ich9-ahci,id=ahci -device ide-hd,bus=ahci.0,drive=tgt)
+    local t0 pid
+    t0=$(now)
+    "${QEMU[@]}" >"$WORK/serial.log.qemu" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null && ! grep -q 'VMFS-RESCUE: tui starting on ttyS0' "$WORK/serial.log" 2>/dev/null; do
+        if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN{exit !(b - a > t)}'; then break; fi
+        sleep 0.2
+    done
+    TUI_AT=$(elapsed "$t0" "$(now)")
+    if ! grep -q 'VMFS-RESCUE: tui starting on ttyS0' "$WORK/serial.log" 2>/dev/null; then
+        fail "the TUI did not start on ttyS0"
+        kill "$pid" 2>/dev/null
+        wait "$pid" || true
+        return
+    fi
+    timeout 600 "$venv/bin/python" "$HERE/drive_tui.py" "$WORK/serial.sock" "$WORK/screens.txt" db01 >>"$LOGF" 2>&1 ||
+        fail "driving the TUI failed (screens in $WORK/screens.txt, log $LOGF)"
+    note "TUI session took $(elapsed "$t0" "$(now)")s"
+    kill "$pid" 2>/dev/null
+    wait "$pid" || true
     check_sources || true
-    grep -q 'VMFS-RESCUE: tui starting on ttyS0' "$WORK/serial.log" || fail "the TUI did not start on ttyS0"
-    [[ -n "$MARK_AT" ]] || fail "the TUI never showed the volume datastore5 on the serial console"
-    TUI_AT=$MARK_AT
+    grep -q 'megaraid_sas' "$WORK/screens.txt" || fail "the Hardware screen did not list the megaraid_sas HBA"
+    e2fsck -fn "$WORK/target.img" >>"$LOGF" 2>&1 || fail "e2fsck finds the target file system damaged"
+    mkdir -p "$WORK/got"
+    debugfs -R "rdump /vmfs-rescue $WORK/got" "$WORK/target.img" >>"$LOGF" 2>&1
+    local want got
+    want=$(python3 -c 'import json, sys; t = json.load(open(sys.argv[1])); print(next(f["sha256"] for f in t["files"] if f["path"] == "/db01/db01-flat.vmdk"))' "$WORK/ds.img.truth.json")
+    got=$(sha256 "$WORK/got/vmfs-rescue/volumes/datastore5/db01/db01-flat.vmdk" 2>/dev/null || true)
+    [[ -n "$got" && "$got" == "$want" ]] || fail "db01-flat.vmdk recovered through the TUI: sha256 ${got:-missing}, truth $want"
+    [[ -f "$WORK/got/vmfs-rescue/report.txt" ]] || fail "no report.txt next to the recovered files"
 }
 
 # --- run ----------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 use super::Outcome;
 use anyhow::{Result, bail};
-use sha2::{Digest, Sha256};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use vmfs_rescue::{hw, tui};
@@ -21,12 +20,15 @@ pub fn run(
         bail!(super::UsageError("the terminal UI needs a terminal; the other commands work without one".into()));
     }
     let base = if Path::new(RUN_DIR).is_dir() { PathBuf::from(RUN_DIR) } else { std::env::temp_dir() };
-    let state_dir = state.unwrap_or_else(|| base.join(format!("vmfs-rescue-scan-{}", key(sources))));
+    // Without --state each set of sources gets its own index folder under `base`.
+    let state_auto = state.is_none();
+    let state_dir = state.unwrap_or_else(|| base.clone());
     let log_file = log.unwrap_or_else(|| base.join("vmfs-rescue-tui.log"));
     let opts = tui::Options {
         worker: tui::worker::Options {
             sources: sources.to_vec(),
             state_dir,
+            state_auto,
             mount_base: mount_base.to_path_buf(),
             roots: hw::Roots::default(),
         },
@@ -35,18 +37,4 @@ pub fn run(
     };
     tui::run(opts)?;
     Ok(Outcome::Clean)
-}
-
-/// A short name for a set of sources: the same sources find the same scan index again.
-fn key(sources: &[PathBuf]) -> String {
-    let mut h = Sha256::new();
-    for s in sources {
-        let p = s.canonicalize().unwrap_or_else(|_| s.clone());
-        h.update(p.as_os_str().as_encoded_bytes());
-        h.update([0]);
-    }
-    if sources.is_empty() {
-        h.update(b"all disks");
-    }
-    h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
 }

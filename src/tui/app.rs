@@ -59,6 +59,8 @@ pub enum Pending {
     StartRecover,
     /// Use the boot medium as the destination.
     UseBootMedium(usize),
+    /// Stop reading a source disk and use it as the destination.
+    ReleaseSource(usize),
 }
 
 /// One line of the hardware tree.
@@ -180,6 +182,9 @@ pub struct DestRow {
     pub mounted_at: Option<PathBuf>,
     /// Why it cannot be used (a source, no file system).
     pub refused: Option<String>,
+    /// Refused only because it is read as a source, with nothing found on it: the admin may
+    /// take it out of the sources and write to it.
+    pub release: bool,
     pub boot_medium: bool,
 }
 

@@ -37,6 +37,8 @@ pub enum Command {
     Destinations,
     /// Use destination `n` of the last list (mounting it if needed).
     UseDestination(usize),
+    /// Stop reading destination `n` (a source disk on which nothing was found) and use it.
+    ReleaseAndUse(usize),
     /// Use a folder typed by the admin.
     UseFolder(PathBuf),
     StartRecover {

@@ -65,13 +65,14 @@ pub fn rows(inv: &Inventory, sources: &[PathBuf]) -> Vec<HwRow> {
 }
 
 /// A destination as a row.
-pub fn dest_row(d: &Destination) -> DestRow {
+pub fn dest_row(d: &Destination, release: bool) -> DestRow {
     let label = d.label.as_deref().map(|l| format!(" \"{l}\"")).unwrap_or_default();
     DestRow {
         name: d.name.clone(),
         text: format!("{}{label}, {}", d.fs.name(), text::size(d.size)),
         mounted_at: d.mounted_at.clone(),
         refused: d.refused.clone(),
+        release,
         boot_medium: d.boot_medium,
     }
 }

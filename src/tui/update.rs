@@ -118,6 +118,7 @@ fn overlay_action(app: &mut App, o: Overlay, action: Action) -> Vec<Command> {
             return match on_yes {
                 Pending::StartRecover => start_recover(app, true),
                 Pending::UseBootMedium(i) => vec![Command::UseDestination(i)],
+                Pending::ReleaseSource(i) => vec![Command::ReleaseAndUse(i)],
             };
         }
         (Overlay::Input { prompt, mut text }, a) => match a {
@@ -229,7 +230,20 @@ fn open(app: &mut App) -> Vec<Command> {
         }
         Screen::Recover => {
             let Some(d) = app.recover.destinations.get(app.recover.cursor) else { return vec![] };
-            if let Some(why) = &d.refused {
+            if d.release && app.scan.status.active() {
+                app.overlay = Some(Overlay::Message(format!(
+                    "{} is being scanned as a source. Stop the scan first (Scan screen, x).",
+                    d.name
+                )));
+            } else if d.release {
+                app.overlay = Some(Overlay::Confirm {
+                    question: format!(
+                        "{} is read as a source, but no VMFS was found on it. Stop reading it and write the recovered files to it?",
+                        d.name
+                    ),
+                    on_yes: Pending::ReleaseSource(app.recover.cursor),
+                });
+            } else if let Some(why) = &d.refused {
                 app.overlay = Some(Overlay::Message(format!("{} cannot be used: {why}.", d.name)));
             } else if d.boot_medium {
                 app.overlay = Some(Overlay::Confirm {
@@ -518,13 +532,16 @@ mod tests {
     #[test]
     fn recovery_needs_a_target_marks_and_room() {
         let mut a = app();
+        a.screen = Screen::Recover;
         assert!(update(&mut a, Action::StartRecover).is_empty());
         assert!(matches!(a.overlay, Some(Overlay::Message(_))));
         a.overlay = None;
         a.recover.target = Some(PathBuf::from("/out"));
         assert!(update(&mut a, Action::StartRecover).is_empty(), "nothing marked");
         a.overlay = None;
+        a.screen = Screen::Browse;
         update(&mut a, Action::MarkAll);
+        a.screen = Screen::Recover;
         a.recover.free = Some(1 << 20);
         assert!(update(&mut a, Action::StartRecover).is_empty(), "too little room asks first");
         assert!(matches!(a.overlay, Some(Overlay::Confirm { on_yes: Pending::StartRecover, .. })));
@@ -567,6 +584,26 @@ mod tests {
         assert_eq!(update(&mut a, Action::Yes), [Command::UseDestination(1)]);
         update(&mut a, Action::Down);
         assert_eq!(update(&mut a, Action::Open), [Command::UseDestination(2)]);
+    }
+
+    #[test]
+    fn a_source_with_nothing_found_can_become_the_destination() {
+        let mut a = app();
+        a.screen = Screen::Recover;
+        a.recover.destinations = vec![DestRow {
+            name: "sdb".into(),
+            refused: Some("it is source /dev/sdb".into()),
+            release: true,
+            ..Default::default()
+        }];
+        a.scan.status = JobStatus::Running;
+        assert!(update(&mut a, Action::Open).is_empty());
+        assert!(matches!(&a.overlay, Some(Overlay::Message(m)) if m.contains("Stop the scan")));
+        update(&mut a, Action::Close);
+        a.scan.status = JobStatus::Done;
+        assert!(update(&mut a, Action::Open).is_empty());
+        assert!(matches!(a.overlay, Some(Overlay::Confirm { on_yes: Pending::ReleaseSource(0), .. })));
+        assert_eq!(update(&mut a, Action::Yes), [Command::ReleaseAndUse(0)]);
     }
 
     #[test]

@@ -28,8 +28,10 @@ pub const OUTPUT_DIR: &str = "vmfs-rescue";
 pub struct Options {
     /// Disks and images to read; empty: every disk of the inventory but the boot medium.
     pub sources: Vec<PathBuf>,
-    /// Where the scan keeps its index.
+    /// Where the scan keeps its index; with `state_auto`, the folder under which each set of
+    /// sources gets its own (`vmfs-rescue-scan-KEY`), so a scan started earlier resumes.
     pub state_dir: PathBuf,
+    pub state_auto: bool,
     /// Where destinations are mounted.
     pub mount_base: PathBuf,
     /// Where the hardware inventory reads.
@@ -43,6 +45,12 @@ struct Data {
     catalog: Option<Arc<Catalog>>,
     generation: u64,
     destinations: Vec<hw::Destination>,
+    /// Disks the admin chose as destination: no longer read as sources.
+    released: Vec<PathBuf>,
+    /// Sources a volume was found on (never offered as destination).
+    found: Vec<PathBuf>,
+    /// The scan index folder of the current sources.
+    state_dir: PathBuf,
 }
 
 struct Shared {
@@ -123,13 +131,23 @@ impl Worker {
             Command::Rebuild { from_scan } => self.rebuild(from_scan)?,
             Command::Preview { generation, item } => self.preview(generation, item)?,
             Command::StartScan => self.scan(),
-            Command::Destinations => {
-                let inv = self.inventory();
-                let paths = lock(&self.sh.data).paths.clone();
-                let dests = hw::destinations(&inv, &paths);
-                let rows: Vec<DestRow> = dests.iter().map(hwview::dest_row).collect();
-                lock(&self.sh.data).destinations = dests;
-                self.send(JobEvent::Destinations(rows));
+            Command::Destinations => self.destinations(),
+            Command::ReleaseAndUse(i) => {
+                let d = lock(&self.sh.data).destinations.get(i).cloned();
+                let Some(d) = d else { anyhow::bail!("that destination is gone: press r to list them again") };
+                let disk = d.devnode.with_file_name(&d.disk);
+                self.send(JobEvent::Log(format!("{} is no longer read as a source", disk.display())));
+                lock(&self.sh.data).released.push(disk);
+                self.open_sources()?;
+                self.destinations();
+                let again = lock(&self.sh.data).destinations.iter().find(|x| x.name == d.name).cloned();
+                let Some(d) = again.filter(|x| x.refused.is_none()) else {
+                    anyhow::bail!("{} still cannot be used as destination", d.name)
+                };
+                self.send(JobEvent::Log(format!("mounting {}...", d.devnode.display())));
+                let at = hw::mount(&d, &self.sh.opts.mount_base)?;
+                self.use_folder(&at)?;
+                self.destinations();
             }
             Command::UseDestination(i) => {
                 let d = lock(&self.sh.data).destinations.get(i).cloned();
@@ -161,15 +179,41 @@ impl Worker {
         }
     }
 
+    /// List the destinations; a source disk on which nothing was found may be released (in
+    /// the every-disk mode) to become the destination.
+    fn destinations(&self) {
+        let inv = self.inventory();
+        let (paths, found) = {
+            let d = lock(&self.sh.data);
+            (d.paths.clone(), d.found.clone())
+        };
+        let dests = hw::destinations(&inv, &paths);
+        let rows: Vec<DestRow> = dests
+            .iter()
+            .map(|d| {
+                let disk = d.devnode.with_file_name(&d.disk);
+                let releasable = self.sh.opts.sources.is_empty()
+                    && d.refused.as_deref().is_some_and(|r| r.starts_with("it is "))
+                    && paths.contains(&disk)
+                    && !found.contains(&disk)
+                    && !inv.disk(&d.disk).is_some_and(hw::Disk::holds_vmfs);
+                hwview::dest_row(d, releasable)
+            })
+            .collect();
+        lock(&self.sh.data).destinations = dests;
+        self.send(JobEvent::Destinations(rows));
+    }
+
     fn open_sources(&self) -> anyhow::Result<()> {
         let mut paths = self.sh.opts.sources.clone();
         if paths.is_empty() {
             let inv = self.inventory();
+            let released = lock(&self.sh.data).released.clone();
             paths = inv
                 .controllers
                 .iter()
                 .flat_map(|c| &c.disks)
-                .filter(|d| !d.boot_medium && d.size > 0)
+                .filter(|d| !d.boot_medium && d.size > 0 && !released.contains(&d.devnode))
                 .map(|d| d.devnode.clone())
                 .collect();
         }
@@ -221,6 +265,12 @@ impl Worker {
         }
         {
             let mut d = lock(&self.sh.data);
+            d.found = open_paths.iter().zip(&rows_found(&rows)).filter(|(_, f)| **f).map(|(p, _)| p.clone()).collect();
+            d.state_dir = if self.sh.opts.state_auto {
+                self.sh.opts.state_dir.join(format!("vmfs-rescue-scan-{}", scan_key(&open_paths)))
+            } else {
+                self.sh.opts.state_dir.clone()
+            };
             d.paths = open_paths;
             d.sources = opened;
         }
@@ -245,7 +295,7 @@ impl Worker {
     /// A scan of these very sources in the state folder (an earlier session, a crash): a
     /// finished one brings its findings in; an unfinished one is offered for resuming.
     fn earlier_scan(&self) {
-        let dir = &self.sh.opts.state_dir;
+        let dir = &lock(&self.sh.data).state_dir.clone();
         let Ok(Some(st)) = ScanState::read(dir) else { return };
         let sources = lock(&self.sh.data).sources.clone();
         let same = st.sources.len() == sources.len()
@@ -284,7 +334,11 @@ impl Worker {
     /// Rebuild and publish the catalogue; then annotate it.
     fn catalog(&self, from_scan: bool) -> anyhow::Result<Arc<Catalog>> {
         let sources = lock(&self.sh.data).sources.clone();
-        let findings = if from_scan { ScanIndex::load(&self.sh.opts.state_dir)?.all_findings()? } else { Vec::new() };
+        let findings = if from_scan {
+            ScanIndex::load(&lock(&self.sh.data).state_dir.clone())?.all_findings()?
+        } else {
+            Vec::new()
+        };
         let cat = Arc::new(rebuild(&sources, &findings));
         let items: Vec<ItemRow> = cat.items.iter().map(row).collect();
         let generation = {
@@ -363,7 +417,7 @@ impl Worker {
             let d = lock(&self.sh.data);
             (d.paths.clone(), d.sources.clone())
         };
-        let dir = self.sh.opts.state_dir.clone();
+        let dir = lock(&self.sh.data).state_dir.clone();
         let mut view = ScanView { state_dir: dir.clone(), status: JobStatus::Running, ..ScanView::default() };
         let fail = |view: &mut ScanView, e: String| {
             view.status = JobStatus::Failed(e);
@@ -441,7 +495,12 @@ impl Worker {
         };
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let opts = output::Options { select, copy: CopyOptions::default(), meter: Some(Arc::clone(&meter)) };
-        let result = output::write(&cat, &names, &out, &opts);
+        let result = output::write(&cat, &names, &out, &opts).and_then(|sum| {
+            // "Finished" means on the disk: the admin may pull the stick or power off next.
+            let dir = std::fs::File::open(&out)?;
+            nix::unistd::syncfs(&dir).map_err(std::io::Error::from)?;
+            Ok(sum)
+        });
         running.store(false, Ordering::Relaxed);
         let _ = watch.join();
         self.send(JobEvent::RecoverProgress {
@@ -478,6 +537,23 @@ impl Worker {
             Err(e) => end(JobStatus::Failed(format!("{}: {e}", out.display())), vec![]),
         }
     }
+}
+
+/// Which opened sources (`rows` of the opened ones, in order) hold a volume.
+fn rows_found(rows: &[SourceRow]) -> Vec<bool> {
+    rows.iter().filter(|r| r.error.is_none()).map(|r| !r.found.is_empty()).collect()
+}
+
+/// A short name for a set of sources: the same disks find the same scan index again.
+pub fn scan_key(sources: &[PathBuf]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for s in sources {
+        let p = s.canonicalize().unwrap_or_else(|_| s.clone());
+        h.update(p.as_os_str().as_encoded_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 fn scan_view(p: &Progress, dir: &Path, resumed: bool) -> ScanView {

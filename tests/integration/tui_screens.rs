@@ -44,6 +44,7 @@ impl Ui {
         let opts = worker::Options {
             sources,
             state_dir: state_dir.clone(),
+            state_auto: false,
             mount_base: fake_root.join("mnt"),
             roots: roots(fake_root),
         };

@@ -31,11 +31,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|d| {
             let mut why = d.refused.clone().unwrap_or_default();
+            if d.release {
+                why = "a source with nothing found: Enter asks to use it".into();
+            }
             if d.boot_medium && why.is_empty() {
                 why = "boot medium: asks first".into();
             }
             let at = d.mounted_at.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-            let style = if d.refused.is_some() { t.dim() } else { ratatui::style::Style::default() };
+            let style = if d.refused.is_some() && !d.release { t.dim() } else { ratatui::style::Style::default() };
             Row::new(vec![d.name.clone(), d.text.clone(), at, why]).style(style)
         })
         .collect();
