@@ -345,3 +345,33 @@ fn lock_block(b: &[u8], kind: u32, off: u64) -> Option<What> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(b: &[u8]) -> Option<What> {
+        let mut buf = b.to_vec();
+        buf.resize(4096, 0);
+        let mut out = Vec::new();
+        classify(&buf, 0..512, 0, &mut out);
+        out.pop().map(|(_, w)| w)
+    }
+
+    #[test]
+    fn vmware_log_starts_only() {
+        let log = b"2025-06-08T01:02:03.004Z| vmx| I005: Log for VMware ESX pid=2 version=7.0.3\n2025-06-08T01:02:03.010Z| vmx| I005: The host is x86_64.\n";
+        assert!(matches!(one(log), Some(What::VmwareLog { first }) if first.ends_with("version=7.0.3")));
+        // A later line of a log, a broken stamp, and a stamp at the end of the buffer.
+        assert_eq!(one(&log[77..]), None);
+        assert_eq!(one(b"2025-06-08 01:02:03.004Z| vmx| I005: Log for VMware ESX"), None);
+        assert!(!iso_stamp(b"2025-06-08T01:02:03.004Z"));
+    }
+
+    #[test]
+    fn nvram_header() {
+        assert_eq!(one(b"MRVN\x01\0\0\0CMOS\x80\0\0\0"), Some(What::Nvram { version: 1 }));
+        assert_eq!(one(b"MRVN\0\0\0\0CMOS"), None);
+        assert_eq!(one(b"MRVN\x01\0\0\0cm\x01s"), None);
+    }
+}

@@ -331,3 +331,54 @@ pub(super) fn sesparse(v: &Vol, deleted: &[Deleted]) -> (Vec<Found>, Vec<String>
     }
     (out, why)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::le::put_u64;
+
+    fn header(regions: [(u64, u64); 6]) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        for (off, v) in [(0, SESPARSE_MAGIC), (8, VERSION), (16, 0x2_0000), (24, GRAIN_SECTORS), (32, GT_SECTORS)] {
+            put_u64(&mut h, off, v);
+        }
+        for (i, (o, s)) in regions.iter().enumerate() {
+            put_u64(&mut h, 112 + 16 * i, *o);
+            put_u64(&mut h, 120 + 16 * i, *s);
+        }
+        h
+    }
+
+    const FORGE: [(u64, u64); 6] =
+        [(2048, 2048), (4096, 2048), (6144, 2048), (8192, 2048), (10240, 2048), (12288, 0x2_0000)];
+
+    #[test]
+    fn layout_and_data_blocks() {
+        let l = Layout::parse(&header(FORGE)).unwrap();
+        assert_eq!(l.capacity, 64 << 20);
+        // No journal, one table, 22 grains: header, GD, GT, bitmap, back map, grains; the
+        // journal's block is a hole.
+        let b = data_blocks(&l.data(0, 1, 22), 1 << 20);
+        assert_eq!(b, [0, 2, 3, 4, 5, 6]);
+        assert_eq!(data_blocks(&l.data(1 << 20, 1, 22), 1 << 20), [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(index(0x3001_0000_0000_0000), 1);
+        assert_eq!(index(0x3000_0000_0000_0001), 4096);
+    }
+
+    #[test]
+    fn hostile_headers_are_refused() {
+        let mut r = FORGE;
+        r.swap(1, 2); // regions out of order
+        assert!(Layout::parse(&header(r)).is_none());
+        let mut r = FORGE;
+        r[GD].1 = 0; // no room for the directory
+        assert!(Layout::parse(&header(r)).is_none());
+        let mut r = FORGE;
+        r[GRAINS] = (u64::MAX / 512, u64::MAX);
+        assert!(Layout::parse(&header(r)).is_none());
+        let mut h = header(FORGE);
+        put_u64(&mut h, 24, 16); // grain size qemu does not read
+        assert!(Layout::parse(&h).is_none());
+        assert!(Layout::parse(&h[..100]).is_none());
+    }
+}

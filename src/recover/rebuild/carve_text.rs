@@ -151,10 +151,10 @@ pub(super) fn nvram(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
             _ => sbs,
         }
         .clamp(512, NVRAM_CAP);
-        if off % unit != 0 {
-            continue;
-        }
-        let end = v.free_end(*off).min(off.saturating_add(unit));
+        // Sub-blocks need not be aligned to their size on the volume: the next structure
+        // found in free space bounds the unit too.
+        let next = v.found.iter().map(|(o, _)| *o).find(|o| o > off).unwrap_or(u64::MAX);
+        let end = v.free_end(*off).min(off.saturating_add(unit)).min(next);
         let Ok(b) = read_vec(v.fs.vol.as_ref(), *off, end.saturating_sub(*off) as usize) else { continue };
         let Some(len) = nvram_len(&b) else { continue };
         let target = match names.as_slice() {
@@ -178,4 +178,56 @@ pub(super) fn nvram(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
     }
     // Two .nvram texts for one deleted .nvram: neither is sure (the claims check drops both).
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nv(sections: &[(&[u8; 4], u32, usize)], tail: &[u8], unit: usize) -> Vec<u8> {
+        let mut b = b"MRVN\x01\0\0\0".to_vec();
+        for (tag, len, body) in sections {
+            b.extend_from_slice(*tag);
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend(std::iter::repeat_n(0x11, *body));
+        }
+        b.extend_from_slice(tail);
+        b.resize(unit, 0);
+        b
+    }
+
+    #[test]
+    fn nvram_length_from_sections_and_padding() {
+        let b = nv(&[(b"CMOS", 128, 128), (b"ESCD", 16, 16)], &[0xFF; 100], 8192);
+        assert_eq!(nvram_len(&b), Some(8 + 136 + 24 + 100));
+        // Sections alone (zeros after them) end where the last one ends.
+        let b = nv(&[(b"CMOS", 4, 4)], &[], 512);
+        assert_eq!(nvram_len(&b), Some(20));
+    }
+
+    #[test]
+    fn nvram_hostile_lengths_and_headers() {
+        // A length past the unit is not followed: no section holds, so it is no .nvram; after
+        // a good section, a bad one ends the walk and the tail decides.
+        assert_eq!(nvram_len(&nv(&[(b"CMOS", u32::MAX, 0)], &[], 512)), None);
+        assert_eq!(nvram_len(&nv(&[(b"CMOS", 4, 4), (b"ESCD", u32::MAX, 0)], &[], 512)), Some(28));
+        // No section, no version, wrong magic, content up to the very end.
+        assert_eq!(nvram_len(&nv(&[], &[], 512)), None);
+        let mut b = nv(&[(b"CMOS", 4, 4)], &[], 512);
+        b[4] = 0;
+        assert_eq!(nvram_len(&b), None);
+        assert_eq!(nvram_len(b"MRV"), None);
+        assert_eq!(nvram_len(&nv(&[(b"CMOS", 4, 4)], &[1; 600], 512)), None);
+    }
+
+    #[test]
+    fn log_names_and_folders() {
+        assert!(is_log_name("vmware.log") && is_log_name("vmware-12.log"));
+        assert!(!is_log_name("vmware-.log") && !is_log_name("vmware-x.log") && !is_log_name("vmx.log"));
+        let mut names = ["vmware-1.log", "vmware.log", "vmware-2.log"];
+        names.sort_by_key(|n| std::cmp::Reverse(log_rank(n)));
+        assert_eq!(names, ["vmware.log", "vmware-2.log", "vmware-1.log"]);
+        let t = "2025-06-08T00:00:00.001Z| vmx| I005: DICT --- CONFIGURATION /vmfs/volumes/x/db01/db01.vmx\n";
+        assert!(names_folder(t, "db01") && !names_folder(t, "db0") && !names_folder(t, "web01"));
+    }
 }
