@@ -26,6 +26,16 @@ fn sha(src: &Source) -> String {
 /// Forge `scenario` on VMFS `version`, rebuild it, and check every item with content against the
 /// truth; returns the truth paths that came back (each once) and the catalogue.
 fn carve_scenario(scenario: &str, version: u32, want: &[&str]) -> (Vec<String>, Truth, Catalog) {
+    carve_damaged(scenario, version, want, &|_, _| {})
+}
+
+/// The same, with `damage` done to the image after forging.
+fn carve_damaged(
+    scenario: &str,
+    version: u32,
+    want: &[&str],
+    damage: &dyn Fn(&std::path::Path, &Truth),
+) -> (Vec<String>, Truth, Catalog) {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("deleted.img");
     let out = bin()
@@ -35,6 +45,7 @@ fn carve_scenario(scenario: &str, version: u32, want: &[&str]) -> (Vec<String>, 
         .unwrap();
     assert!(out.status.success(), "forge: {}", String::from_utf8_lossy(&out.stderr));
     let truth = Truth::load(&Truth::path_for(&img)).unwrap();
+    damage(&img, &truth);
     let _guard = SourceGuard::new(std::slice::from_ref(&img));
 
     let srcs = vmfs_rescue::datastore::open_sources(std::slice::from_ref(&img)).unwrap();
@@ -194,4 +205,27 @@ fn carve_unreachable_after_fd_garbage() {
             );
         }
     }
+}
+
+/// A deleted SEsparse delta whose back map disagrees with its grain tables is not carved (no
+/// guessed content), and the deleted file says why.
+#[test]
+fn sesparse_with_a_bad_back_map_is_not_carved() {
+    use std::os::unix::fs::FileExt;
+    let spoil = |img: &std::path::Path, t: &Truth| {
+        let f = t.file("/db01/db01-000001-sesparse.vmdk").unwrap();
+        // The back map is at file offset 5 MiB; the volume starts 0x1100000 into the partition.
+        let at = f.extents.iter().find(|e| e[0] <= 5 << 20 && 5 << 20 < e[0] + e[2]).unwrap();
+        let vol = at[1] + (5 << 20) - at[0];
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(img).unwrap();
+        let base = t.images[0].partition_offset + 0x110_0000;
+        let mut magic = [0u8; 8];
+        file.read_exact_at(&mut magic, base + f.extents[0][1]).unwrap();
+        assert_eq!(u64::from_le_bytes(magic), 0xCAFE_BABE, "the delta's header is where the truth says");
+        file.write_all_at(&0x1000_0000_0000_0007u64.to_le_bytes(), base + vol).unwrap();
+    };
+    let (recovered, _, cat) = carve_damaged("deleted", 6, &[], &spoil);
+    assert!(!recovered.iter().any(|p| p.ends_with("-sesparse.vmdk")), "{recovered:?}");
+    let it = cat.items.iter().find(|i| i.original.as_deref() == Some("/db01/db01-000001-sesparse.vmdk")).unwrap();
+    assert!(it.content.is_none() && it.missing.iter().any(|m| m.contains("back map")), "{:?}", it.missing);
 }

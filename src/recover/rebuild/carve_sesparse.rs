@@ -28,7 +28,9 @@ const MAX_GD_ENTRIES: u64 = 1 << 20;
 /// The constant header's regions, in bytes: journal, GD, GTs, bitmap, back map, grains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
+    /// Virtual size in bytes.
     pub capacity: u64,
+    /// Journal, grain directory, grain tables, free bitmap, back map, grains: (offset, size) in bytes.
     pub regions: [(u64, u64); 6],
 }
 
@@ -252,7 +254,7 @@ pub(super) fn sesparse(v: &Vol, deleted: &[Deleted]) -> (Vec<Found>, Vec<String>
         let jr = l.regions[JOURNAL];
         let jblocks = (jr.0 + jr.1).div_ceil(bs).saturating_sub(jr.0 / bs).min(MAX_JOURNAL_BLOCKS);
         let mut good: Vec<Placed> = Vec::new();
-        let mut last_err = String::new();
+        let mut errs: Vec<String> = Vec::new();
         for j in 0..=jblocks {
             let journal = (j * bs).saturating_sub(jr.0 % bs).min(jr.1);
             if j > 0 && journal == 0 {
@@ -264,14 +266,16 @@ pub(super) fn sesparse(v: &Vol, deleted: &[Deleted]) -> (Vec<Found>, Vec<String>
                         good.push(p);
                     }
                 }
-                Err(e) => last_err = e,
+                Err(e) => errs.push(format!("with {journal} journal bytes used: {e}")),
             }
         }
         let p = match good.len() {
             1 => good.remove(0),
             0 => {
+                errs.truncate(4);
                 why.push(format!(
-                    "SEsparse header at volume offset {off:#x}: its tables do not check out ({last_err})"
+                    "SEsparse header at volume offset {off:#x}: its tables do not check out ({})",
+                    errs.join("; ")
                 ));
                 continue;
             }

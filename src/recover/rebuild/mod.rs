@@ -11,6 +11,8 @@ mod names;
 mod regen;
 pub mod synth;
 
+pub use carve_sesparse::Layout as SesparseLayout;
+pub use carve_text::nvram_len;
 pub use item::{Confidence, Item, Kind, State};
 
 use super::finding::{Finding, What};
