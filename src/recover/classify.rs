@@ -42,7 +42,9 @@ fn at(b: &[u8], off: u64) -> Option<What> {
         DIR6_VERSION | DIR6_DEBUG_VERSION => dir_header6(b),
         KDMV => sparse_kdmv(b),
         COWD => sparse_cowd(b),
+        MRVN => nvram(b),
         _ => text(b)
+            .or_else(|| vmware_log(b))
             .or_else(|| dir5(b))
             .or_else(|| dir6_block(b))
             .or_else(|| sesparse(b))
@@ -56,6 +58,10 @@ const HB_LOCKED: u32 = 0xABCD_EF02;
 /// "KDMV" and "COWD" read as little-endian words.
 const KDMV: u32 = 0x564D_444B;
 const COWD: u32 = 0x4457_4F43;
+/// "MRVN", the magic of a VM's .nvram file.
+const MRVN: u32 = 0x4E56_524D;
+/// Longest first line of a vmware.log kept in a finding.
+const LOG_LINE_CAP: usize = 256;
 /// Guest structures are looked for only here: virtual disks start on VMFS blocks (1 MiB or
 /// sub-blocks of 8 KiB or 64 KiB), and partitions start on 1 MiB or 63-sector boundaries.
 const GUEST_ALIGN: u64 = 8192;
@@ -172,6 +178,40 @@ fn text(b: &[u8]) -> Option<What> {
         1 => What::Vmx { text },
         _ => What::Vmsd { text },
     })
+}
+
+/// The start of a `vmware.log`: an ISO timestamp with milliseconds and "|" at the very start,
+/// and a first line saying "Log for VMware" (each log file, rotated or not, begins so; a line in
+/// the middle of a log that happens to start a sector does not).
+fn vmware_log(b: &[u8]) -> Option<What> {
+    if !b.first()?.is_ascii_digit() || !iso_stamp(b.get(..25)?) {
+        return None;
+    }
+    let head = &b[..b.len().min(LOG_LINE_CAP)];
+    let line = &head[..head.iter().position(|&c| c == b'\n').unwrap_or(head.len())];
+    if !contains(line, b"Log for VMware") || line.iter().any(|&c| c < 0x20 && c != b'\t') {
+        return None;
+    }
+    Some(What::VmwareLog { first: String::from_utf8_lossy(line).into_owned() })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ|` (25 bytes).
+pub fn iso_stamp(b: &[u8]) -> bool {
+    const PATTERN: &[u8; 25] = b"dddd-dd-ddTdd:dd:dd.dddZ|";
+    b.len() >= PATTERN.len()
+        && PATTERN.iter().zip(b).all(|(&p, &c)| if p == b'd' { c.is_ascii_digit() } else { p == c })
+}
+
+/// A .nvram file: "MRVN", a small version, then a first section with a four-letter tag.
+fn nvram(b: &[u8]) -> Option<What> {
+    let version = u32_at(b, 4)?;
+    let tag = b.get(8..12)?;
+    (version > 0 && version < 256 && tag.iter().all(|&c| nvram_tag_byte(c))).then_some(What::Nvram { version })
+}
+
+/// A byte of an NVRAM section tag ("CMOS", "ESCD", "EFI_"..).
+pub fn nvram_tag_byte(c: u8) -> bool {
+    c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_'
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -304,4 +344,34 @@ fn lock_block(b: &[u8], kind: u32, off: u64) -> Option<What> {
         });
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(b: &[u8]) -> Option<What> {
+        let mut buf = b.to_vec();
+        buf.resize(4096, 0);
+        let mut out = Vec::new();
+        classify(&buf, 0..512, 0, &mut out);
+        out.pop().map(|(_, w)| w)
+    }
+
+    #[test]
+    fn vmware_log_starts_only() {
+        let log = b"2025-06-08T01:02:03.004Z| vmx| I005: Log for VMware ESX pid=2 version=7.0.3\n2025-06-08T01:02:03.010Z| vmx| I005: The host is x86_64.\n";
+        assert!(matches!(one(log), Some(What::VmwareLog { first }) if first.ends_with("version=7.0.3")));
+        // A later line of a log, a broken stamp, and a stamp at the end of the buffer.
+        assert_eq!(one(&log[77..]), None);
+        assert_eq!(one(b"2025-06-08 01:02:03.004Z| vmx| I005: Log for VMware ESX"), None);
+        assert!(!iso_stamp(b"2025-06-08T01:02:03.004Z"));
+    }
+
+    #[test]
+    fn nvram_header() {
+        assert_eq!(one(b"MRVN\x01\0\0\0CMOS\x80\0\0\0"), Some(What::Nvram { version: 1 }));
+        assert_eq!(one(b"MRVN\0\0\0\0CMOS"), None);
+        assert_eq!(one(b"MRVN\x01\0\0\0cm\x01s"), None);
+    }
 }

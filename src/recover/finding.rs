@@ -68,6 +68,10 @@ pub enum What {
     Vmx { text: String },
     /// A .vmsd file's text.
     Vmsd { text: String },
+    /// The first line of a `vmware.log` (`<ISO time>| vmx| ...Log for VMware ...`), capped.
+    VmwareLog { first: String },
+    /// A `.nvram` file's "MRVN" header, with its format version.
+    Nvram { version: u32 },
     /// A hosted sparse extent header: "KDMV", "COWD" or "SEsparse", with its capacity in bytes.
     SparseHeader { format: String, capacity: u64 },
     /// A guest structure at a 64 KiB boundary: "mbr", "gpt", "ntfs", "ext", "fat".

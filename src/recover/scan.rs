@@ -487,6 +487,8 @@ pub fn kind(w: &What) -> &'static str {
         What::VmdkDescriptor { .. } => "vmdk-descriptor",
         What::Vmx { .. } => "vmx",
         What::Vmsd { .. } => "vmsd",
+        What::VmwareLog { .. } => "vmware-log",
+        What::Nvram { .. } => "nvram",
         What::SparseHeader { .. } => "sparse-header",
         What::Guest { .. } => "guest",
     }

@@ -73,26 +73,26 @@ pub fn carve(cat: &mut Catalog, sources: &[Source], findings: &[Finding]) {
 type FsSpace = (Arc<Vmfs>, Vec<String>, String, Option<(usize, u64)>, Vec<Range<u64>>);
 
 /// One volume being carved.
-struct Vol {
-    fs: Arc<Vmfs>,
-    label: String,
+pub(super) struct Vol {
+    pub(super) fs: Arc<Vmfs>,
+    pub(super) label: String,
     /// Volume ranges surviving files (and the system files) use, merged.
     used: Vec<Range<u64>>,
     /// Findings on this volume, in volume offsets, sorted, lying in free space.
-    found: Vec<(u64, What)>,
+    pub(super) found: Vec<(u64, What)>,
 }
 
 impl Vol {
-    fn is_free(&self, r: &Range<u64>) -> bool {
+    pub(super) fn is_free(&self, r: &Range<u64>) -> bool {
         let i = self.used.partition_point(|u| u.end <= r.start);
         r.end <= self.fs.vol.len() && self.used.get(i).is_none_or(|u| u.start >= r.end)
     }
     /// Where the free run starting at `off` ends (the next used range or the volume end).
-    fn free_end(&self, off: u64) -> u64 {
+    pub(super) fn free_end(&self, off: u64) -> u64 {
         let i = self.used.partition_point(|u| u.end <= off);
         self.used.get(i).map_or(self.fs.vol.len(), |u| u.start.max(off))
     }
-    fn slice(&self, off: u64, len: u64) -> Source {
+    pub(super) fn slice(&self, off: u64, len: u64) -> Source {
         Arc::new(Slice::new(Arc::clone(&self.fs.vol), off, len))
     }
 }
@@ -173,6 +173,8 @@ fn local_findings(v: &Vol, src: &Source, si: usize, start: u64, findings: &[Find
             f.what,
             What::Guest { .. }
                 | What::Vmx { .. }
+                | What::VmwareLog { .. }
+                | What::Nvram { .. }
                 | What::Vmsd { .. }
                 | What::VmdkDescriptor { .. }
                 | What::SparseHeader { .. }
@@ -194,24 +196,36 @@ fn local_findings(v: &Vol, src: &Source, si: usize, start: u64, findings: &[Find
 }
 
 /// A deleted item of this volume still without content, with its freed FD's addressing.
-struct Deleted {
-    idx: usize,
-    zla: Zla,
-    block_size: u64,
-    name: Option<String>,
-    folder: Option<String>,
+pub(super) struct Deleted {
+    pub(super) idx: usize,
+    pub(super) zla: Zla,
+    pub(super) block_size: u64,
+    pub(super) name: Option<String>,
+    pub(super) folder: Option<String>,
 }
 
 /// Something found in free space, to attach or carve.
-struct Found {
-    off: u64,
-    len: u64,
+pub(super) struct Found {
+    /// Volume offset where it starts, and its length.
+    pub(super) off: u64,
+    pub(super) len: u64,
+    /// The content when it is not the `len` bytes at `off` (a thin file with holes).
+    pub(super) content: Option<Source>,
+    /// The volume bytes it takes (for overlap checks): `len` bytes at `off` unless set.
+    pub(super) span: Option<u64>,
     /// The deleted item it belongs to, when known.
-    target: Option<usize>,
+    pub(super) target: Option<usize>,
     /// Stem and extension for a `carved/` item's name.
-    carved_name: (String, String),
-    method: String,
-    confidence: Confidence,
+    pub(super) carved_name: (String, String),
+    pub(super) method: String,
+    pub(super) confidence: Confidence,
+}
+
+impl Found {
+    /// Whether volume offset `at` lies in the bytes it takes.
+    pub(super) fn covers(&self, at: u64) -> bool {
+        self.off <= at && at < self.off.saturating_add(self.span.unwrap_or(self.len))
+    }
 }
 
 fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
@@ -238,8 +252,15 @@ fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
         deleted.push(Deleted { idx, zla: fd.meta.zla, block_size: fd.meta.block_size, name, folder });
     }
     let mut out = texts(v, &deleted);
+    out.extend(super::carve_text::logs(v, &deleted));
+    out.extend(super::carve_text::nvram(v, &deleted));
+    let (ses, ses_why) = super::carve_sesparse::sesparse(v, &deleted);
+    out.extend(ses);
     let descs = descriptor_sizes(v);
-    out.extend(disks(v, &deleted, &descs));
+    let found_disks = disks(v, &deleted, &descs);
+    // A guest table inside a delta's grains is the delta's, not a disk of its own.
+    let found_disks: Vec<Found> = found_disks.into_iter().filter(|d| !out.iter().any(|f| f.covers(d.off))).collect();
+    out.extend(found_disks);
     out.extend(cowd(v, &deleted, &out));
     // One finding per item: two claims on one deleted file mean neither is sure.
     let mut claims: HashMap<usize, usize> = HashMap::new();
@@ -250,7 +271,7 @@ fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
     }
     let mut carved_names = Vec::new();
     for f in out {
-        let content = v.slice(f.off, f.len);
+        let content = f.content.clone().unwrap_or_else(|| v.slice(f.off, f.len));
         match f.target.filter(|t| claims.get(t) == Some(&1)) {
             Some(t) => {
                 let it = &mut cat.items[t];
@@ -288,7 +309,10 @@ fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
         }
         let name = d.name.as_deref().unwrap_or("");
         if name.ends_with("-sesparse.vmdk") {
-            it.missing.push("SEsparse delta: its length and holes are not known without the freed block map".into());
+            if ses_why.is_empty() {
+                it.missing.push("SEsparse delta: no SEsparse header in free space".into());
+            }
+            it.missing.extend(ses_why.iter().cloned());
         } else if !carved_names.is_empty() && is_flat_candidate(d) {
             it.missing.push(format!("not matched for sure to a carved copy; candidates: {}", carved_names.join(", ")));
         } else if d.zla == Zla::SubBlock || d.zla == Zla::FileBlock {
@@ -320,6 +344,8 @@ fn texts(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
             _ => None,
         };
         out.push(Found {
+            content: None,
+            span: None,
             off: *off,
             len: text.len() as u64,
             target,
@@ -332,7 +358,7 @@ fn texts(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
 }
 
 /// The text at `off`, up to the first NUL, the cap or the end of the free run.
-fn read_text(v: &Vol, off: u64) -> Option<Vec<u8>> {
+pub(super) fn read_text(v: &Vol, off: u64) -> Option<Vec<u8>> {
     let end = v.free_end(off).min(off.saturating_add(TEXT_CAP));
     let len = usize::try_from(end.checked_sub(off)?).ok()?;
     let mut b = read_vec(v.fs.vol.as_ref(), off, len).ok()?;
@@ -425,7 +451,7 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> Vec<Found> {
             continue;
         }
         // Inside a disk already taken (a nested table, or a copy in a delta's grain).
-        if out.iter().any(|f| f.off <= *off && *off < f.off + f.len) {
+        if out.iter().any(|f| f.covers(*off)) {
             continue;
         }
         let free_end = v.free_end(*off);
@@ -470,6 +496,8 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> Vec<Found> {
             continue;
         }
         out.push(Found {
+            content: None,
+            span: None,
             off: *off,
             len,
             target,
@@ -510,7 +538,7 @@ fn cowd(v: &Vol, deleted: &[Deleted], taken: &[Found]) -> Vec<Found> {
     let mut out = Vec::new();
     for (off, what) in &v.found {
         let What::SparseHeader { format, .. } = what else { continue };
-        if format != "COWD" || taken.iter().any(|f| f.off <= *off && *off < f.off + f.len) {
+        if format != "COWD" || taken.iter().any(|f| f.covers(*off)) {
             continue;
         }
         let Some(len) = cowd_len(v, *off) else { continue };
@@ -524,6 +552,8 @@ fn cowd(v: &Vol, deleted: &[Deleted], taken: &[Found]) -> Vec<Found> {
             _ => None,
         };
         out.push(Found {
+            content: None,
+            span: None,
             off: *off,
             len,
             target,

@@ -4,11 +4,15 @@
 //! saw; what has no name gets one made from what it contains, and says so.
 
 mod carve;
+mod carve_sesparse;
+mod carve_text;
 pub mod item;
 mod names;
 mod regen;
 pub mod synth;
 
+pub use carve_sesparse::Layout as SesparseLayout;
+pub use carve_text::nvram_len;
 pub use item::{Confidence, Item, Kind, State};
 
 use super::finding::{Finding, What};

@@ -37,30 +37,38 @@ pub fn regenerate(items: &mut Vec<Item>) {
         };
         let mut extents: Vec<Extent> = idx.iter().filter_map(|&i| extent(&items[i])).collect();
         extents.sort_by(|a, b| a.link.cmp(&b.link));
-        let Some(base) = extents.iter().find(|e| e.link.is_empty()) else { continue };
+        // Without the base extent (not recovered), the links still get descriptors: their
+        // parent is named after the first link ("vm-000001.vmdk" -> "vm.vmdk").
+        let Some(first) = extents.first() else { continue };
+        let base = extents.iter().find(|e| e.link.is_empty());
+        let base_disk = base.map_or_else(|| base_name(&first.disk), |b| b.disk.clone());
+        let base_sectors = base.map_or(first.sectors, |b| b.sectors);
         let volume = items[idx[0]].volume.clone();
-        let cid = |e: &Extent| -> u32 {
-            // Stable per disk: the same names give the same CIDs on every run.
-            let h = <sha2::Sha256 as sha2::Digest>::digest(e.disk.as_bytes());
+        // Stable per disk: the same names give the same CIDs on every run.
+        let cid = |disk: &str| -> u32 {
+            let h = <sha2::Sha256 as sha2::Digest>::digest(disk.as_bytes());
             u32::from_le_bytes([h[0], h[1], h[2], h[3]]) | 1
         };
-        let mut parent: Option<&Extent> = None;
+        let mut parent: Option<String> = base.is_none().then(|| base_disk.clone());
         // Links sort after the base ("" < "000001" < "000002"): each one's parent is the one before.
         for e in &extents {
             if !written(&e.disk) {
-                let text = descriptor(e, cid(e), parent.map(|p| (p.disk.as_str(), cid(p))), base.sectors);
-                new.push(regenerated(
-                    &dir,
-                    &e.disk,
-                    &volume,
-                    text,
-                    &format!("descriptor for {} (size from the extent)", e.name),
-                ));
+                let p = parent.as_deref().map(|p| (p, cid(p)));
+                let text = descriptor(e, cid(&e.disk), p, base_sectors);
+                let what = if base.is_none() && !e.link.is_empty() {
+                    format!(
+                        "descriptor for {} (size from the extent; its parent {base_disk} was not recovered)",
+                        e.name
+                    )
+                } else {
+                    format!("descriptor for {} (size from the extent)", e.name)
+                };
+                new.push(regenerated(&dir, &e.disk, &volume, text, &what));
             }
-            parent = Some(e);
+            parent = Some(e.disk.clone());
         }
-        let leaf = extents.last().map_or(base.disk.clone(), |e| e.disk.clone());
-        let vm = base.disk.trim_end_matches(".vmdk").to_string();
+        let leaf = extents.last().map_or(base_disk.clone(), |e| e.disk.clone());
+        let vm = base_disk.trim_end_matches(".vmdk").to_string();
         if !idx.iter().any(|&i| items[i].path.last().is_some_and(|n| n.ends_with(".vmx")) && items[i].content.is_some())
         {
             let text = vmx(&vm, &leaf);
@@ -74,6 +82,15 @@ pub fn regenerate(items: &mut Vec<Item>) {
         }
     }
     items.extend(new);
+}
+
+/// The base descriptor a snapshot link's descriptor descends from: "vm-000001.vmdk" -> "vm.vmdk".
+fn base_name(link_disk: &str) -> String {
+    let stem = link_disk.trim_end_matches(".vmdk");
+    match stem.rsplit_once('-') {
+        Some((b, n)) if n.len() == 6 && n.bytes().all(|c| c.is_ascii_digit()) => format!("{b}.vmdk"),
+        _ => link_disk.to_string(),
+    }
 }
 
 fn regenerated(dir: &[String], name: &str, volume: &str, text: String, what: &str) -> Item {
