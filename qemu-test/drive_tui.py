@@ -84,7 +84,8 @@ def main():
     # The console may have been drawn before we connected: a resize-free redraw comes with any
     # key; '2' (Sources) is harmless.
     t.send("2")
-    t.wait("the forged volume on Sources", lambda s: "VMFS" in s and "Enter browse" in s)
+    # Opening the disks and reading the volumes takes a while under emulation.
+    t.wait("the forged volume on Sources", lambda s: "datastore" in s and "Enter browses" in s and "opening" not in s)
     t.send("1")
     t.wait("controllers and disks on Hardware", lambda s: "megaraid_sas" in s and "sd" in s)
     t.send("4")

@@ -24,8 +24,9 @@ use std::path::{Path, PathBuf};
 pub const INDEX_FILE: &str = "scan.json";
 /// The findings file in the state directory.
 pub const FINDINGS_FILE: &str = "findings.jsonl";
-/// Version of the index layout; another version is refused rather than misread.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the index layout and of what the scan recognises; another version is refused
+/// rather than misread or trusted to be complete. 2: vmware.log starts and .nvram files.
+pub const FORMAT_VERSION: u32 = 2;
 /// How much of each end of a source the identity fingerprint covers.
 const FINGERPRINT_SPAN: u64 = 1 << 20;
 
@@ -96,7 +97,10 @@ impl ScanState {
             .map_err(|e| RecoverError::BadIndex { path: path.clone(), what: e.to_string() })?;
         let format = v.get("format").and_then(serde_json::Value::as_u64);
         if format != Some(u64::from(FORMAT_VERSION)) {
-            let what = format!("index format {format:?}, this program reads {FORMAT_VERSION}");
+            let what = format!(
+                "index format {}, this program reads {FORMAT_VERSION} (it finds more): scan again into a new --state folder",
+                format.map_or_else(|| "unknown".to_string(), |f| f.to_string())
+            );
             return Err(RecoverError::BadIndex { path, what });
         }
         let state: Self = serde_json::from_value(v)

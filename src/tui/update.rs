@@ -67,6 +67,11 @@ fn act(app: &mut App, action: Action) -> Vec<Command> {
                 app.overlay = Some(Overlay::Message("The scan is already running (p pauses, x stops).".into()));
                 return vec![];
             }
+            if app.sources.is_empty() && app.busy.is_some() {
+                app.overlay =
+                    Some(Overlay::Message("The disks are still being opened: press s again in a moment.".into()));
+                return vec![];
+            }
             if app.sources.iter().all(|s| s.error.is_some()) {
                 app.overlay = Some(Overlay::Message("No source is open: there is nothing to scan.".into()));
                 return vec![];
