@@ -53,14 +53,7 @@ impl BlockDevice {
             // Without CAP_SYS_ADMIN this fails; we still only ever read, so go on and say so.
             tracing::warn!(device = %path.display(), error = %e, "BLKROSET failed; the device stays writable by others");
         }
-        let mut len: u64 = 0;
-        // SAFETY: fd is valid and `len` is a u64 the kernel writes to.
-        unsafe { blkgetsize64(fd, &mut len) }.map_err(io::Error::from)?;
-        let mut sector: libc::c_int = 512;
-        // SAFETY: fd is valid and `sector` is a c_int the kernel writes to.
-        unsafe { blksszget(fd, &mut sector) }.map_err(io::Error::from)?;
-        let sector = u32::try_from(sector).ok().filter(|s| s.is_power_of_two()).unwrap_or(512);
-        Ok(Self { file, path: path.to_path_buf(), len, sector })
+        Self::with_geometry(file, path)
     }
 
     /// Open `path` with O_RDONLY but leave the kernel's read-only flag alone.
@@ -70,7 +63,11 @@ impl BlockDevice {
     /// later picks as destination read-only (its mount fails) and the host's own mounted disks
     /// too. A disk opened as a *source* goes through [`BlockDevice::open_ro`].
     pub fn open_unflagged(path: &Path) -> io::Result<Self> {
-        let file = File::open(path)?;
+        Self::with_geometry(File::open(path)?, path)
+    }
+
+    /// The device's size and logical sector size, from the kernel.
+    fn with_geometry(file: File, path: &Path) -> io::Result<Self> {
         let fd = file.as_raw_fd();
         let mut len: u64 = 0;
         // SAFETY: fd is valid and `len` is a u64 the kernel writes to.

@@ -129,6 +129,25 @@ pub struct ItemRow {
 }
 
 impl ItemRow {
+    /// A row with a path, kind, state and size, and nothing else known yet.
+    pub fn new(path: &str, kind: Kind, state: ItemState, size: u64) -> Self {
+        Self {
+            path: path.split('/').map(String::from).collect(),
+            kind,
+            state,
+            confidence: Confidence::High,
+            size,
+            mtime: 0,
+            original: None,
+            method: String::new(),
+            missing: Vec::new(),
+            recoverable: true,
+            allocated: None,
+            note: None,
+            extents: Vec::new(),
+        }
+    }
+
     pub fn out_path(&self) -> String {
         self.path.join("/")
     }

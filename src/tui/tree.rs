@@ -101,24 +101,9 @@ fn group_extents(items: &[ItemRow], files: Vec<Row>) -> Vec<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recover::rebuild::Confidence;
 
     fn item(path: &str, kind: Kind, state: State, size: u64) -> ItemRow {
-        ItemRow {
-            path: path.split('/').map(String::from).collect(),
-            kind,
-            state,
-            confidence: Confidence::High,
-            size,
-            mtime: 0,
-            original: None,
-            method: String::new(),
-            missing: vec![],
-            recoverable: true,
-            allocated: None,
-            note: None,
-            extents: vec![],
-        }
+        ItemRow::new(path, kind, state, size)
     }
 
     #[test]

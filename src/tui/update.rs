@@ -489,19 +489,8 @@ mod tests {
     fn app() -> App {
         let mut a = App::new(Theme { mono: true, ascii: true }, PathBuf::from("/state"));
         let item = |p: &str, kind: Kind, size: u64| ItemRow {
-            path: p.split('/').map(String::from).collect(),
-            kind,
-            state: ItemState::Deleted,
             confidence: Confidence::Medium,
-            size,
-            mtime: 0,
-            original: None,
-            method: String::new(),
-            missing: vec![],
-            recoverable: true,
-            allocated: None,
-            note: None,
-            extents: vec![],
+            ..ItemRow::new(p, kind, ItemState::Deleted, size)
         };
         let mut desc = item("volumes/ds/vm/vm.vmdk", Kind::File, 400);
         desc.extents = vec!["volumes/ds/vm/vm-flat.vmdk".into()];
