@@ -500,7 +500,11 @@ fn stream(src: Source, range: Range<u64>, send_timeout: Duration) -> Body {
         let mut pos = range.start;
         let data = src.data_ranges(range.clone());
         let mut buf = Vec::new();
-        for d in data.iter().map(|d| d.start.max(range.start)..d.end.min(range.end)).chain([range.end..range.end]) {
+        for d in data
+            .iter()
+            .map(|d| d.start.max(range.start)..d.end.min(range.end))
+            .chain(std::iter::once(range.end..range.end))
+        {
             // The hole before this data range.
             while pos < d.start {
                 let n = (d.start - pos).min(PIECE);
