@@ -112,6 +112,7 @@ fn nbd(sources: Vec<std::path::PathBuf>, paths: Vec<String>, volume: Option<Stri
     for h in hosts.iter().skip(1) {
         println!("  (also reachable as {h}:{})", bound.port());
     }
+    println!("  (Ctrl-C stops the server)");
     flush();
     server.run()?;
     Ok(Outcome::Clean)
@@ -196,6 +197,7 @@ fn http(
     if let Some(f) = fingerprint {
         println!("  certificate SHA-256 fingerprint: {f}");
     }
+    println!("  (Ctrl-C stops the server)");
     flush();
     server.run()?;
     Ok(Outcome::Clean)
