@@ -66,7 +66,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(60),
-            workers: 2,
+            workers: 4,
         }
     }
 }
@@ -137,7 +137,11 @@ impl NbdServer {
             if self.shared.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let Ok(stream) = conn else { continue };
+            let Ok(stream) = conn else {
+                // Out of descriptors and the like: wait rather than spin.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
             let n = self.shared.active.fetch_add(1, Ordering::SeqCst);
             if n >= self.shared.limits.max_connections {
                 self.shared.active.fetch_sub(1, Ordering::SeqCst);
@@ -602,4 +606,63 @@ fn serve_status(
     }
     let head = chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, handle, payload.len() as u32);
     write_locked(w, &head, &payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::SparseMem;
+
+    fn disk() -> SparseMem {
+        let mut d = SparseMem { name: "t".into(), len: 16 << 20, ..Default::default() };
+        d.regions.insert(1 << 20, vec![0xAA; 4096]);
+        d.regions.insert(6 << 20, vec![0xBB; 9 << 20]);
+        d
+    }
+
+    #[test]
+    fn holes_are_holes_and_data_is_chunked() {
+        let d = disk();
+        let plan = read_plan(&d, 0, 16 << 20);
+        assert_eq!(plan[0], (0..1 << 20, false));
+        assert_eq!(plan[1], ((1 << 20)..(1 << 20) + 4096, true));
+        assert_eq!(plan[2], ((1 << 20) + 4096..6 << 20, false));
+        // 9 MiB of data in 4 MiB chunks, then the tail hole.
+        let data: Vec<_> = plan.iter().filter(|p| p.1).map(|p| p.0.end - p.0.start).collect();
+        assert_eq!(data, vec![4096, 4 << 20, 4 << 20, 1 << 20]);
+        assert_eq!(plan.last(), Some(&((15 << 20)..16 << 20, false)));
+        let total: u64 = plan.iter().map(|p| p.0.end - p.0.start).sum();
+        assert_eq!(total, 16 << 20);
+        let st = allocation_descriptors(&d, 0, 16 << 20, false);
+        assert_eq!(st[0], (1 << 20, STATE_HOLE | STATE_ZERO));
+        assert_eq!(st[1], (4096, 0));
+        assert_eq!(st.iter().map(|x| u64::from(x.0)).sum::<u64>(), 16 << 20);
+        assert_eq!(allocation_descriptors(&d, 0, 16 << 20, true), vec![(1 << 20, STATE_HOLE | STATE_ZERO)]);
+    }
+
+    #[test]
+    fn serves_until_stopped() {
+        let exports = vec![NbdExport { name: "d".into(), disk: Arc::new(disk()) }];
+        let secret = Secret::from_user("unit-test-secret").unwrap();
+        let server = NbdServer::bind("127.0.0.1:0".parse().unwrap(), exports, secret, Limits::default()).unwrap();
+        let (addr, stop) = (server.local_addr().unwrap(), server.stop_handle().unwrap());
+        let t = std::thread::spawn(move || server.run());
+        let mut c = TcpStream::connect(addr).unwrap();
+        let mut hello = [0u8; 18];
+        c.read_exact(&mut hello).unwrap();
+        assert_eq!(hello[..8], NBDMAGIC.to_be_bytes());
+        c.write_all(&(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES).to_be_bytes()).unwrap();
+        let mut opt = IHAVEOPT.to_be_bytes().to_vec();
+        opt.extend_from_slice(&OPT_EXPORT_NAME.to_be_bytes());
+        let name = b"unit-test-secret/d";
+        opt.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        opt.extend_from_slice(name);
+        c.write_all(&opt).unwrap();
+        let mut reply = [0u8; 10];
+        c.read_exact(&mut reply).unwrap();
+        assert_eq!(u64::from_be_bytes(reply[..8].try_into().unwrap()), 16 << 20);
+        drop(c);
+        stop.stop();
+        t.join().unwrap().unwrap();
+    }
 }
