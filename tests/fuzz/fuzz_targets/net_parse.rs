@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vmfs_rescue::net::http::range::parse_range;
+use vmfs_rescue::net::http::range::{RangeAnswer, parse_range};
 use vmfs_rescue::net::nbd::proto::{self, Session};
 
 fuzz_target!(|data: &[u8]| {
@@ -33,8 +33,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let text = String::from_utf8_lossy(data);
     for len in [0, 1, 1000, u64::MAX] {
-        if let proto_range @ vmfs_rescue::net::http::range::RangeAnswer::Partial(ref r) = parse_range(&text, len) {
-            assert!(r.start < r.end && r.end <= len, "{proto_range:?}");
+        if let RangeAnswer::Partial(r) = parse_range(&text, len) {
+            assert!(r.start < r.end && r.end <= len, "{r:?}");
         }
     }
 });
