@@ -4,7 +4,8 @@
 #   scripts/fuzz-smoke.sh [SECONDS_PER_TARGET]      (default 30)
 #
 # Targets are whatever `cargo fuzz list --fuzz-dir tests/fuzz` lists, so a new target runs here
-# as soon as it has its [[bin]] in tests/fuzz/Cargo.toml. Each run uses -max_len=4096 unless
+# as soon as it has its [[bin]] in tests/fuzz/Cargo.toml (the parsers, the readers, and net_parse:
+# the NBD option/request parsing and the HTTP Range header of the network exports). Each run uses -max_len=4096 unless
 # the target's source has a line
 #     // fuzz-smoke: -max_len=65536 [more libFuzzer flags]
 # whose flags are appended (later flags win). Seeds in tests/fuzz/seeds/<target>/, if any, are

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Debian tools the forge and the tests call: mkfs.ext4/debugfs (e2fsprogs), mkfs.vfat
-# (dosfstools), mcopy (mtools), mkntfs/ntfscp (ntfs-3g), qemu-img (qemu-utils). Installs only
-# what is missing; needs root or sudo for that.
+# (dosfstools), mcopy (mtools), mkntfs/ntfscp (ntfs-3g), qemu-img (qemu-utils), and the network
+# export's clients: nbdinfo (libnbd-bin), curl. Installs only what is missing; needs root or sudo
+# for that.
 #
 #   bash scripts/setup-tools.sh
 set -euo pipefail
@@ -9,6 +10,7 @@ set -euo pipefail
 declare -A pkg_of=(
     [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs [mkfs.vfat]=dosfstools [mcopy]=mtools
     [mkntfs]=ntfs-3g [ntfscp]=ntfs-3g [qemu-img]=qemu-utils
+    [nbdinfo]=libnbd-bin [curl]=curl
 )
 missing=()
 for tool in "${!pkg_of[@]}"; do

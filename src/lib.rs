@@ -18,6 +18,7 @@ pub mod extract;
 pub mod forge;
 pub mod hw;
 pub mod le;
+pub mod net;
 pub mod recover;
 pub mod tui;
 pub mod vdisk;

@@ -158,6 +158,10 @@ pub enum Command {
     /// Virtual disks (VMDK chains): inspect, read, convert, compare.
     #[command(subcommand)]
     Vdisk(VdiskCommand),
+    /// Serve datastores and virtual disks over the network, read-only: HTTP(S) for browsers,
+    /// curl and wget; NBD for qemu-img, nbdinfo and nbdcopy. Runs until interrupted.
+    #[command(subcommand)]
+    Serve(ServeCommand),
     /// Build a small damaged datastore in a temporary folder and show what vmfs-rescue sees.
     Demo {
         /// Where to build it (default: a new folder under the system's temp directory).
@@ -258,6 +262,59 @@ pub enum VdiskCommand {
         /// List at most this many differing ranges.
         #[arg(long, default_value_t = 10)]
         max_ranges: usize,
+    },
+}
+
+/// What every export takes.
+#[derive(Args, Debug)]
+pub struct ServeNet {
+    /// Address and port to listen on (default: every address; port 8080 for HTTP, 8443 with
+    /// --tls, 10809 for NBD).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The secret clients must give (8 or more of A-Z a-z 0-9 - . _ ~); default: a random one,
+    /// printed with the URLs.
+    #[arg(long, env = "VMFS_RESCUE_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+}
+
+/// `serve` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ServeCommand {
+    /// A read-only web server: browse the volume, download files (resumable: Range requests)
+    /// and virtual disks assembled through their snapshot chain as raw files (/disk/...).
+    /// Clients give the secret as "Authorization: Bearer SECRET" or ?token=SECRET.
+    Http {
+        /// Image files or block devices of the datastore.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// Serve only this folder of the volume.
+        #[arg(long)]
+        path: Option<String>,
+        /// The volume to serve (label, FS UUID or LV UUID); default: every readable one.
+        #[arg(long)]
+        volume: Option<String>,
+        /// HTTPS with a self-signed certificate made now; its fingerprint is printed.
+        #[arg(long)]
+        tls: bool,
+        #[command(flatten)]
+        net: ServeNet,
+    },
+    /// Virtual disks, assembled through their snapshot chains, over NBD (read-only; holes
+    /// are sent as holes). Export names are SECRET/DISK; the commands to use are printed.
+    Nbd {
+        /// With --path: the image files or devices of the VMFS volume; without: local virtual
+        /// disks (VMDK descriptors, images of other formats) to export.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// A disk (VMDK descriptor) inside the VMFS volume to export (repeatable).
+        #[arg(long)]
+        path: Vec<String>,
+        /// The volume to use when the sources hold several.
+        #[arg(long)]
+        volume: Option<String>,
+        #[command(flatten)]
+        net: ServeNet,
     },
 }
 

@@ -9,6 +9,7 @@ mod found;
 mod ls;
 mod recover;
 mod scan;
+mod serve;
 mod tui;
 mod vdisk;
 mod volumes;
@@ -72,6 +73,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Forge(a) => forge::run(&a),
         Command::Demo { dir } => forge::demo(dir),
         Command::Vdisk(c) => vdisk::run(c),
+        Command::Serve(c) => serve::run(c),
         Command::Devices { json, destinations, sources } => devices::run(json, destinations, &sources),
         Command::Volumes { json, sources } => volumes::run(&sources, json),
         Command::Ls { json, select: Select { sources, state: Some(state), .. }, path, .. } => {

@@ -24,7 +24,7 @@ pub struct VirtualDisk {
 }
 
 /// File names that are extents or data of a link, never a link themselves.
-fn is_extent_name(n: &str) -> bool {
+pub fn is_extent_name(n: &str) -> bool {
     ["-flat.vmdk", "-delta.vmdk", "-sesparse.vmdk", "-rdm.vmdk", "-rdmp.vmdk", "-ctk.vmdk"]
         .iter()
         .any(|s| n.ends_with(s))

@@ -10,6 +10,8 @@ mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
 mod hw_inventory;
+mod net_http;
+mod net_nbd;
 mod recover_carve;
 mod recover_scan;
 mod recover_scenarios;
