@@ -58,24 +58,15 @@ class Tui:
         while time.time() < end:
             self.pump()
 
-    def pick(self, name, then):
-        """Put the cursor on the list row holding `name`, then press `then`."""
+    def pick(self, name, then, header=("Name", "Modified")):
+        """Put the cursor on the row holding `name` of the list under `header`, press `then`."""
         lines = self.screen.display
-        header = next(i for i, l in enumerate(lines) if "Name" in l and "Modified" in l)
-        row = next(i for i, l in enumerate(lines[header + 1:]) if name in l)
+        top = next(i for i, l in enumerate(lines) if all(h in l for h in header))
+        row = next(i for i, l in enumerate(lines[top + 1:]) if name in l)
         self.send(HOME)
         for _ in range(row):
             self.send(DOWN)
         self.send(then)
-
-    def pick_dest(self, label):
-        lines = self.screen.display
-        header = next(i for i, l in enumerate(lines) if "Device" in l and "File system" in l)
-        row = next(i for i, l in enumerate(lines[header + 1:]) if label in l)
-        self.send(HOME)
-        for _ in range(row):
-            self.send(DOWN)
-        self.send("\r")
 
 
 def main():
@@ -101,7 +92,7 @@ def main():
     t.wait("the mark", lambda s: f"[x] {folder}/" in s)
     t.send("r")
     t.wait("the destinations", lambda s: "RESCUEOUT" in s)
-    t.pick_dest("RESCUEOUT")
+    t.pick("RESCUEOUT", "\r", header=("Device", "File system"))
     # Every disk but the stick is read as a source; the empty target disk is taken out of the
     # sources when chosen, after a question.
     t.wait("the question or the mount", lambda s: "Stop reading it" in s or "free)" in s)
