@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod block;
+pub mod calendar;
 pub mod compare;
 pub mod container;
 pub mod datastore;
