@@ -95,8 +95,9 @@ def main():
     t.pick("RESCUEOUT", "\r", header=("Device", "File system"))
     # Every disk but the stick is read as a source; the empty target disk is taken out of the
     # sources when chosen, after a question.
-    t.wait("the question or the mount", lambda s: "Stop reading it" in s or "free)" in s)
-    if "Stop reading it" in t.text():
+    # The question wraps with the dialog's width: match its short tail, never a phrase.
+    t.wait("the question or the mount", lambda s: "(y/n)" in s or "free)" in s)
+    if "(y/n)" in t.text():
         t.send("y")
     t.wait("the mounted destination", lambda s: "free)" in s)
     t.send("s")

@@ -10,6 +10,7 @@ use crate::block::{Meter, Source, read_vec};
 use crate::datastore::{self, dest_on_source};
 use crate::extract::CopyOptions;
 use crate::hw;
+use crate::recover::finding::Finding;
 use crate::recover::index::{ScanState, fingerprint};
 use crate::recover::rebuild::{Catalog, Item, Kind, rebuild};
 use crate::recover::{Progress, ScanIndex, ScanOptions, output, scan};
@@ -51,6 +52,11 @@ struct Data {
     found: Vec<PathBuf>,
     /// The scan index folder of the current sources.
     state_dir: PathBuf,
+    /// The sources that index covers, in its order: a disk released as destination after the
+    /// scan leaves the index valid for the others.
+    scan_paths: Vec<PathBuf>,
+    /// Whether the current catalogue holds the scan's findings (kept when sources change).
+    from_scan: bool,
 }
 
 struct Shared {
@@ -263,19 +269,22 @@ impl Worker {
                 browse_path: None,
             });
         }
-        {
+        // The first opening picks the scan folder; a later one (a disk released as destination)
+        // keeps it, with the catalogue it had (the scan's findings on the other disks stay).
+        let (first, from_scan) = {
             let mut d = lock(&self.sh.data);
+            let first = d.scan_paths.is_empty();
             d.found = open_paths.iter().zip(&rows_found(&rows)).filter(|(_, f)| **f).map(|(p, _)| p.clone()).collect();
-            d.state_dir = if self.sh.opts.state_auto {
-                self.sh.opts.state_dir.join(format!("vmfs-rescue-scan-{}", scan_key(&open_paths)))
-            } else {
-                self.sh.opts.state_dir.clone()
-            };
+            if first {
+                d.state_dir = self.state_dir_for(&open_paths);
+                d.scan_paths = open_paths.clone();
+            }
             d.paths = open_paths;
             d.sources = opened;
-        }
+            (first, d.from_scan)
+        };
         self.send(JobEvent::Sources { sources: rows.clone(), volumes: volumes.clone(), notes });
-        let cat = self.catalog(false)?;
+        let cat = self.catalog(from_scan)?;
         // Volumes whose tree is in the catalogue can be browsed from the Sources screen.
         let mut with_paths = volumes;
         for (v, s) in with_paths.iter_mut().zip(&stores) {
@@ -288,8 +297,19 @@ impl Worker {
             }
         }
         self.send(JobEvent::Sources { sources: rows, volumes: with_paths, notes: Vec::new() });
-        self.earlier_scan();
+        if first {
+            self.earlier_scan();
+        }
         Ok(())
+    }
+
+    /// The scan index folder for a set of sources.
+    fn state_dir_for(&self, paths: &[PathBuf]) -> PathBuf {
+        if self.sh.opts.state_auto {
+            self.sh.opts.state_dir.join(format!("vmfs-rescue-scan-{}", scan_key(paths)))
+        } else {
+            self.sh.opts.state_dir.clone()
+        }
     }
 
     /// A scan of these very sources in the state folder (an earlier session, a crash): a
@@ -333,9 +353,14 @@ impl Worker {
 
     /// Rebuild and publish the catalogue; then annotate it.
     fn catalog(&self, from_scan: bool) -> anyhow::Result<Arc<Catalog>> {
-        let sources = lock(&self.sh.data).sources.clone();
+        let (sources, paths, scan_paths, dir) = {
+            let d = lock(&self.sh.data);
+            (d.sources.clone(), d.paths.clone(), d.scan_paths.clone(), d.state_dir.clone())
+        };
         let findings = if from_scan {
-            ScanIndex::load(&lock(&self.sh.data).state_dir.clone())?.all_findings()?
+            // The index numbers sources as they were scanned; renumber them to the sources open
+            // now and leave out the findings on a disk no longer read.
+            renumber(ScanIndex::load(&dir)?.all_findings()?, &scan_paths, &paths)
         } else {
             Vec::new()
         };
@@ -344,6 +369,7 @@ impl Worker {
         let generation = {
             let mut d = lock(&self.sh.data);
             d.catalog = Some(Arc::clone(&cat));
+            d.from_scan = from_scan;
             d.generation += 1;
             // Sent under the lock: catalogues reach the loop in generation order.
             let _ = self.tx.send(Event::Job(JobEvent::Catalog { items, from_scan, notes: cat.notes.clone() }));
@@ -413,11 +439,16 @@ impl Worker {
     }
 
     fn scan(&self) {
-        let (paths, sources) = {
-            let d = lock(&self.sh.data);
-            (d.paths.clone(), d.sources.clone())
+        let (paths, sources, dir) = {
+            let mut d = lock(&self.sh.data);
+            // Sources changed since the index was made (a disk became the destination): a new
+            // scan of the ones left gets a folder of its own.
+            if d.paths != d.scan_paths {
+                d.state_dir = self.state_dir_for(&d.paths);
+                d.scan_paths = d.paths.clone();
+            }
+            (d.paths.clone(), d.sources.clone(), d.state_dir.clone())
         };
-        let dir = lock(&self.sh.data).state_dir.clone();
         let mut view = ScanView { state_dir: dir.clone(), status: JobStatus::Running, ..ScanView::default() };
         let fail = |view: &mut ScanView, e: String| {
             view.status = JobStatus::Failed(e);
@@ -544,6 +575,20 @@ fn rows_found(rows: &[SourceRow]) -> Vec<bool> {
     rows.iter().filter(|r| r.error.is_none()).map(|r| !r.found.is_empty()).collect()
 }
 
+/// Findings numbered by the sources `scanned` renumbered to the sources `open` now; those on a
+/// source no longer open are left out.
+fn renumber(mut found: Vec<Finding>, scanned: &[PathBuf], open: &[PathBuf]) -> Vec<Finding> {
+    let now: Vec<Option<usize>> = scanned.iter().map(|p| open.iter().position(|q| q == p)).collect();
+    found.retain_mut(|f| match now.get(f.source).copied().flatten() {
+        Some(i) => {
+            f.source = i;
+            true
+        }
+        None => false,
+    });
+    found
+}
+
 /// A short name for a set of sources: the same disks find the same scan index again.
 pub fn scan_key(sources: &[PathBuf]) -> String {
     use sha2::{Digest, Sha256};
@@ -625,4 +670,20 @@ fn annotation(cat: &Catalog, i: usize, it: &Item) -> Option<Annotation> {
         a.note = Some(format!("{how}: {} of {} with data", text::size(allocated), text::size(it.size)));
     }
     Some(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recover::finding::What;
+
+    #[test]
+    fn findings_follow_their_disk_when_another_is_released() {
+        let f = |source, offset| Finding { source, offset, what: What::Heartbeat { self_offset: offset } };
+        let scanned = [PathBuf::from("/dev/sda"), PathBuf::from("/dev/sdb"), PathBuf::from("/dev/sdc")];
+        // sdb became the destination: sdc is now the second source.
+        let open = [PathBuf::from("/dev/sda"), PathBuf::from("/dev/sdc")];
+        let got = renumber(vec![f(0, 1), f(1, 2), f(2, 3), f(7, 4)], &scanned, &open);
+        assert_eq!(got, vec![f(0, 1), f(1, 3)]);
+    }
 }
