@@ -20,6 +20,11 @@
 #                     on the stick and are read back with mtools
 #   tui-serial        the TUI driven by keys over the serial console: HBAs and disks listed, deep
 #                     scan, the deleted VM marked and written to a disk it mounts; checked by debugfs
+#   network           vmfs.net=dhcp on a virtio-net NIC (QEMU user networking, host ports
+#                     forwarded): a headless `serve http`, from which the host downloads a file
+#                     (whole, by Range, resumed) and a snapshot chain as one raw disk with curl;
+#                     then a headless `serve nbd` that `qemu-img convert` and `nbdinfo --map` read;
+#                     contents checked against the forge's ground truth, wrong secrets refused
 #
 # Always TCG (-accel tcg -cpu max): /dev/kvm on the project machines is a nested software
 # module a stock kernel does not boot under (../shared/research/appliance-feasibility.md).
@@ -36,7 +41,7 @@ IMG="$REPO/image/out"
 OUT="$HERE/out"
 TIMEOUT="${VMFS_RESCUE_QEMU_TIMEOUT:-300}"
 MEM="${VMFS_RESCUE_QEMU_MEM:-1024}"
-ALL=(headless-recover hba-matrix boot-iso-bios boot-iso-uefi boot-usb-uefi usb-settings tui-serial)
+ALL=(headless-recover hba-matrix boot-iso-bios boot-iso-uefi boot-usb-uefi usb-settings tui-serial network)
 export LC_ALL=C
 
 rebuild=0
@@ -55,6 +60,9 @@ command -v debugfs >/dev/null || need+=(e2fsprogs)
 command -v mcopy >/dev/null || need+=(mtools)
 command -v mkfs.vfat >/dev/null || need+=(dosfstools)
 command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v nbdinfo >/dev/null || need+=(libnbd-bin)
 if [[ ${#need[@]} -gt 0 ]]; then
     [[ $EUID -eq 0 ]] || { echo "run.sh: missing packages: ${need[*]} (apt-get install them)" >&2; exit 1; }
     apt-get update -qq
@@ -87,10 +95,10 @@ RESULTS="$OUT/results.txt"
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b - a}'; }
 
-# Common QEMU line: q35, TCG, no network, serial to a file.
+# Common QEMU line: q35, TCG, no network (unless NIC names one), serial to a file.
 qemu_base() {
     QEMU=(qemu-system-x86_64 -machine "${MACHINE:-q35}" -accel tcg -cpu max -smp 2 -m "$MEM"
-        -display none -monitor none -no-reboot -nic none -serial "file:$1")
+        -display none -monitor none -no-reboot -nic "${NIC:-none}" -serial "file:$1")
 }
 uefi_args() { # $1 = code, $2 = vars template
     cp "$2" "$WORK/vars.fd"
@@ -382,6 +390,91 @@ sc_tui_serial() {
     got=$(sha256 "$WORK/got/vmfs-rescue/volumes/datastore5/db01/db01-flat.vmdk" 2>/dev/null || true)
     [[ -n "$got" && "$got" == "$want" ]] || fail "db01-flat.vmdk recovered through the TUI: sha256 ${got:-missing}, truth $want"
     [[ -f "$WORK/got/vmfs-rescue/report.txt" ]] || fail "no report.txt next to the recovered files"
+}
+
+# A free TCP port on the host's loopback (for QEMU's host forwarding).
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Boot headless with one `vmfs-rescue serve ...` command and the guest port $3 forwarded to the
+# host's 127.0.0.1:$2; returns once `ready` (a command) succeeds, with QEMU still running as
+# $SERVE_PID. $1 = serial log, $4 = the command, $5... = the readiness check.
+serve_boot() {
+    local serial="$1" hport="$2" gport="$3" cmd="$4"
+    shift 4
+    NIC="user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$hport-:$gport" qemu_base "$serial"
+    QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.zst" -append "$KAPPEND vmfs.net=dhcp vmfs.headless=\"$cmd\""
+        -drive "if=none,id=src,file=$WORK/ds.img,format=raw,cache=unsafe" -device virtio-scsi-pci,id=vs -device scsi-hd,bus=vs.0,drive=src)
+    local t0
+    t0=$(now)
+    "${QEMU[@]}" >"$serial.qemu" 2>&1 &
+    SERVE_PID=$!
+    while kill -0 "$SERVE_PID" 2>/dev/null; do
+        if "$@" >/dev/null 2>&1; then
+            note "$cmd: answering after $(elapsed "$t0" "$(now)")s"
+            return 0
+        fi
+        if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN{exit !(b - a > t)}'; then break; fi
+        sleep 1
+    done
+    fail "$cmd: no answer on port $hport (serial log $serial)"
+    serve_end
+    return 1
+}
+serve_end() {
+    kill "$SERVE_PID" 2>/dev/null || true
+    wait "$SERVE_PID" 2>/dev/null || true
+}
+
+sc_network() {
+    "$VR" forge --scenario healthy --version 6 --size 2G --small "$WORK/ds.img" >>"$LOGF" 2>&1 || { fail "forge failed"; return; }
+    hash_source "$WORK/ds.img"
+    local secret="qemu-net-$RANDOM$RANDOM" hp np
+    hp=$(free_port)
+    np=$(free_port)
+    # What to fetch: the biggest live file, and the first disk whose chain has two links.
+    local label file fsha disk dsha
+    read -r label file fsha disk dsha < <(python3 -c 'import json, sys
+t = json.load(open(sys.argv[1]))
+f = max((f for f in t["files"] if f["kind"] == "file" and f["state"] == "live" and f["sha256"]), key=lambda f: f["size"])
+d = next(d for d in t["disks"] if len(d["chain"]) > 1)
+print(t["label"], f["path"], f["sha256"], d["chain"][0], d["sha256"])' "$WORK/ds.img.truth.json")
+    note "file $file ($fsha), disk $disk ($dsha) on $label"
+
+    # HTTP: the secret as a bearer token or ?token=.
+    local base="http://127.0.0.1:$hp" auth="Authorization: Bearer $secret"
+    serve_boot "$WORK/serial-http.log" "$hp" 8080 "serve http @sources --listen 0.0.0.0:8080 --secret $secret" \
+        curl -sf -m 5 -H "$auth" "$base/" || return
+    local code
+    code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$base/files/$label$file")
+    [[ "$code" == 401 ]] || fail "HTTP without the secret: status $code, not 401"
+    code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$base/files/$label$file?token=wrong-$secret")
+    [[ "$code" == 401 ]] || fail "HTTP with a wrong secret: status $code, not 401"
+    curl -sf -m 120 -H "$auth" -o "$WORK/whole.bin" "$base/files/$label$file" || fail "HTTP download of $file failed"
+    [[ "$(sha256 "$WORK/whole.bin")" == "$fsha" ]] || fail "HTTP download of $file: content differs from the truth"
+    # A download cut short and resumed (curl -C -): the first 1 MiB by Range, then the rest.
+    curl -sf -m 60 -r 0-1048575 -o "$WORK/resumed.bin" "$base/files/$label$file?token=$secret" || fail "HTTP Range request failed"
+    [[ "$(stat -c %s "$WORK/resumed.bin")" == 1048576 ]] || fail "HTTP Range request: not 1 MiB"
+    curl -sf -m 120 -C - -o "$WORK/resumed.bin" "$base/files/$label$file?token=$secret" || fail "HTTP resumed download failed"
+    [[ "$(sha256 "$WORK/resumed.bin")" == "$fsha" ]] || fail "HTTP resumed download: content differs from the truth"
+    curl -sf -m 300 -H "$auth" -o "$WORK/disk.raw" "$base/disk/$label$disk" || fail "HTTP download of the disk $disk failed"
+    [[ "$(sha256 "$WORK/disk.raw")" == "$dsha" ]] || fail "HTTP disk $disk: content differs from the truth"
+    serve_end
+    rm -f "$WORK/whole.bin" "$WORK/resumed.bin" "$WORK/disk.raw"
+
+    # NBD: export names are SECRET/DISK.
+    local uri="nbd://127.0.0.1:$np/$secret/${disk#/}"
+    serve_boot "$WORK/serial-nbd.log" "$np" 10809 "serve nbd @sources --path $disk --listen 0.0.0.0:10809 --secret $secret" \
+        nbdinfo --size "$uri" || { check_sources || true; return; }
+    nbdinfo --size "nbd://127.0.0.1:$np/wrong-$secret/${disk#/}" >/dev/null 2>&1 && fail "NBD export opened with a wrong secret"
+    qemu-img convert -f raw -O raw "$uri" "$WORK/nbd.raw" >>"$LOGF" 2>&1 || fail "qemu-img convert over NBD failed"
+    [[ "$(sha256 "$WORK/nbd.raw")" == "$dsha" ]] || fail "qemu-img convert over NBD: content differs from the truth"
+    local map
+    map=$(nbdinfo --map "$uri" 2>>"$LOGF") || fail "nbdinfo --map failed"
+    note "nbdinfo --map: $(wc -l <<<"$map") extents"
+    grep -q 'hole' <<<"$map" || fail "nbdinfo --map shows no hole (base:allocation): $map"
+    serve_end
+    rm -f "$WORK/nbd.raw"
+    check_sources || true
 }
 
 # --- run ----------------------------------------------------------------------------------------
