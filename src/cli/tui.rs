@@ -31,6 +31,7 @@ pub fn run(
             state_auto,
             mount_base: mount_base.to_path_buf(),
             roots: hw::Roots::default(),
+            ports: tui::worker::ExportPorts::default(),
         },
         mono,
         log_file,

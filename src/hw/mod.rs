@@ -16,6 +16,7 @@
 
 pub mod dest;
 pub mod ids;
+pub mod net;
 pub mod parse;
 pub mod probe;
 mod sysfs;

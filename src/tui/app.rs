@@ -14,10 +14,12 @@ pub enum Screen {
     Browse,
     Scan,
     Recover,
+    Network,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 5] = [Screen::Hardware, Screen::Sources, Screen::Browse, Screen::Scan, Screen::Recover];
+    pub const ALL: [Screen; 6] =
+        [Screen::Hardware, Screen::Sources, Screen::Browse, Screen::Scan, Screen::Recover, Screen::Network];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -26,6 +28,7 @@ impl Screen {
             Screen::Browse => "Browse",
             Screen::Scan => "Scan",
             Screen::Recover => "Recover",
+            Screen::Network => "Network",
         }
     }
 }
@@ -38,10 +41,11 @@ pub enum Overlay {
     ConfirmQuit,
     /// A file's first bytes, as text or hex.
     Preview,
-    /// A line of text being typed (a destination folder).
+    /// A line of text being typed (a destination folder, an address).
     Input {
         prompt: String,
         text: String,
+        then: InputFor,
     },
     /// A yes/no question before an action.
     Confirm {
@@ -50,6 +54,15 @@ pub enum Overlay {
     },
     /// A message to acknowledge.
     Message(String),
+}
+
+/// What typed text is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputFor {
+    /// The folder to write the recovered files to.
+    Folder,
+    /// The address of this network interface.
+    Address(String),
 }
 
 /// What a confirmation leads to.
@@ -244,6 +257,54 @@ pub struct BrowseView {
     pub preview: Option<Preview>,
 }
 
+/// One network interface on the Network screen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NicRow {
+    pub name: String,
+    /// Driver, MAC, speed: already worded.
+    pub text: String,
+    /// Cable present (`None`: the interface is down, so unknown).
+    pub link: Option<bool>,
+    pub addrs: Vec<String>,
+}
+
+/// Which export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// The web export (HTTP, or HTTPS with `tls`).
+    Web {
+        tls: bool,
+    },
+    Nbd,
+}
+
+/// An export's state; when on, the lines to show (URLs with the secret, client commands).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ExportState {
+    #[default]
+    Off,
+    Starting,
+    On(Vec<String>),
+    Failed(String),
+}
+
+/// The Network screen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetView {
+    pub nics: Vec<NicRow>,
+    pub cursor: usize,
+    /// The interfaces were listed.
+    pub ready: bool,
+    /// This is the rescue image, where addresses may be set.
+    pub appliance: bool,
+    pub web: ExportState,
+    /// The web export runs with TLS.
+    pub web_tls: bool,
+    pub nbd: ExportState,
+    /// A network change is under way.
+    pub busy: Option<String>,
+}
+
 /// Everything the screens show.
 pub struct App {
     pub screen: Screen,
@@ -265,6 +326,7 @@ pub struct App {
     pub browse: BrowseView,
     pub scan: ScanView,
     pub recover: RecoverView,
+    pub net: NetView,
     /// What is being done in the background that the admin waits for ("opening sources").
     pub busy: Option<String>,
     pub log: VecDeque<String>,
@@ -293,6 +355,7 @@ impl App {
             browse: BrowseView::default(),
             scan: ScanView { state_dir, ..ScanView::default() },
             recover: RecoverView::default(),
+            net: NetView::default(),
             busy: Some("opening the sources".into()),
             log: VecDeque::new(),
             quit: false,

@@ -1,7 +1,9 @@
 //! What flows through the loop: input and ticks, commands to the worker, and the worker's
 //! answers.
 
-use super::app::{DestRow, HwRow, ItemRow, JobStatus, Preview, ScanView, SourceRow, VolumeRow};
+use super::app::{
+    DestRow, ExportKind, ExportState, HwRow, ItemRow, JobStatus, NicRow, Preview, ScanView, SourceRow, VolumeRow,
+};
 use ratatui::crossterm::event::KeyEvent;
 use std::path::PathBuf;
 
@@ -46,6 +48,18 @@ pub enum Command {
         to: PathBuf,
     },
     StopRecover,
+    /// List the network interfaces and their addresses.
+    Nics,
+    /// Set interface `nic` up: `dhcp` or `IP/PREFIX[,GATEWAY[,DNS]]` (rescue image only).
+    SetAddress {
+        nic: String,
+        spec: String,
+    },
+    /// Start (`on`) or stop an export of the volumes and disks found.
+    Export {
+        kind: ExportKind,
+        on: bool,
+    },
 }
 
 /// Facts the worker learned about items of catalogue `generation`.
@@ -95,6 +109,16 @@ pub enum JobEvent {
     RecoverEnded {
         status: JobStatus,
         summary: Vec<String>,
+    },
+    Nics {
+        rows: Vec<NicRow>,
+        appliance: bool,
+    },
+    /// A network setup ended (`Ok`: what was done).
+    NetSetup(Result<String, String>),
+    Export {
+        kind: ExportKind,
+        state: ExportState,
     },
     Log(String),
     /// Something the admin must read.

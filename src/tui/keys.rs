@@ -32,6 +32,15 @@ pub enum Action {
     /// Rebuild the catalogue from the findings so far.
     Refresh,
     TypeDest,
+    /// Network: DHCP on the interface under the cursor.
+    Dhcp,
+    /// Network: type an address for the interface under the cursor.
+    TypeAddress,
+    /// Network: the web export on or off (with TLS or without).
+    ToggleWeb {
+        tls: bool,
+    },
+    ToggleNbd,
     StartRecover,
     StopRecover,
     // Inside overlays.
@@ -109,14 +118,35 @@ const RECOVER: &[Binding] = &[
     k(&[Char('x')], "x", "stop", "stop writing (finished files are kept)", Action::StopRecover),
     b(&[Char('r'), F(5)], "r", "look for destinations again", Action::Refresh, false),
 ];
+const NETWORK: &[Binding] = &[
+    k(&[Char('d')], "d", "DHCP", "get an address by DHCP on this interface (rescue image)", Action::Dhcp),
+    k(&[Char('a')], "a", "address", "type an address: IP/PREFIX[,GATEWAY[,DNS]] (rescue image)", Action::TypeAddress),
+    k(
+        &[Char('h')],
+        "h",
+        "web",
+        "web export on / off: browse and download files and disks",
+        Action::ToggleWeb { tls: false },
+    ),
+    b(
+        &[Char('t')],
+        "t",
+        "the web export with TLS (HTTPS, self-signed) on / off",
+        Action::ToggleWeb { tls: true },
+        false,
+    ),
+    k(&[Char('n')], "n", "NBD", "NBD export of the virtual disks on / off (qemu-img convert)", Action::ToggleNbd),
+    b(&[Char('r'), F(5)], "r", "list the interfaces again", Action::Refresh, false),
+];
 const GLOBAL: &[Binding] = &[
-    b(&[KeyCode::Tab], "Tab", "next screen (or 1-5)", Action::NextScreen, false),
+    b(&[KeyCode::Tab], "Tab", "next screen (or 1-6)", Action::NextScreen, false),
     b(&[KeyCode::BackTab], "S-Tab", "previous screen", Action::PrevScreen, false),
     b(&[Char('1')], "1", "Hardware", Action::Go(Screen::Hardware), false),
     b(&[Char('2')], "2", "Sources", Action::Go(Screen::Sources), false),
     b(&[Char('3')], "3", "Browse", Action::Go(Screen::Browse), false),
     b(&[Char('4')], "4", "Scan", Action::Go(Screen::Scan), false),
     b(&[Char('5')], "5", "Recover", Action::Go(Screen::Recover), false),
+    b(&[Char('6')], "6", "Network", Action::Go(Screen::Network), false),
     b(&[Char('l')], "l", "show / hide the log", Action::ToggleLog, false),
     k(&[Char('?'), F(1)], "?", "help", "this help", Action::Help),
     k(&[Char('q')], "q", "quit", "quit (asks first while a job runs)", Action::Quit),
@@ -135,6 +165,7 @@ pub fn bindings(screen: Screen) -> Vec<&'static Binding> {
         Screen::Browse => BROWSE,
         Screen::Scan => SCAN,
         Screen::Recover => RECOVER,
+        Screen::Network => NETWORK,
     };
     let moves = !matches!(screen, Screen::Scan);
     let mut v: Vec<&Binding> = Vec::new();

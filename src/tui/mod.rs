@@ -11,6 +11,7 @@ pub mod event;
 pub mod hwview;
 pub mod keys;
 mod logpane;
+mod network;
 pub mod text;
 pub mod theme;
 pub mod tree;

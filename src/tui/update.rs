@@ -1,7 +1,7 @@
 //! The decisions: an action or a worker answer changes the state and may ask the worker for
 //! work. Nothing here blocks or touches a source.
 
-use super::app::{App, JobStatus, Overlay, Pending, Preview, Screen};
+use super::app::{App, InputFor, JobStatus, Overlay, Pending, Preview, Screen};
 use super::event::{Command, JobEvent};
 use super::keys::Action;
 use super::tree;
@@ -96,9 +96,16 @@ fn act(app: &mut App, action: Action) -> Vec<Command> {
         Action::Refresh => return refresh(app),
         Action::TypeDest => {
             let text = app.recover.target.as_ref().map_or_else(|| "/".into(), |p| p.display().to_string());
-            app.overlay = Some(Overlay::Input { prompt: "Folder to write the recovered files to:".into(), text });
+            app.overlay = Some(Overlay::Input {
+                prompt: "Folder to write the recovered files to:".into(),
+                text,
+                then: InputFor::Folder,
+            });
         }
         Action::StartRecover => return start_recover(app, false),
+        Action::Dhcp | Action::TypeAddress | Action::ToggleWeb { .. } | Action::ToggleNbd => {
+            return super::network::act(app, action);
+        }
         _ => {}
     }
     vec![]
@@ -126,20 +133,23 @@ fn overlay_action(app: &mut App, o: Overlay, action: Action) -> Vec<Command> {
                 Pending::ReleaseSource(i) => vec![Command::ReleaseAndUse(i)],
             };
         }
-        (Overlay::Input { prompt, mut text }, a) => match a {
+        (Overlay::Input { prompt, mut text, then }, a) => match a {
             Action::Char(c) => {
                 text.push(c);
-                app.overlay = Some(Overlay::Input { prompt, text });
+                app.overlay = Some(Overlay::Input { prompt, text, then });
             }
             Action::Erase => {
                 text.pop();
-                app.overlay = Some(Overlay::Input { prompt, text });
+                app.overlay = Some(Overlay::Input { prompt, text, then });
             }
             Action::Submit => {
                 app.overlay = None;
                 let t = text.trim();
                 if !t.is_empty() {
-                    return vec![Command::UseFolder(PathBuf::from(t))];
+                    return match then {
+                        InputFor::Folder => vec![Command::UseFolder(PathBuf::from(t))],
+                        InputFor::Address(nic) => super::network::set_address(app, nic, t.to_string()),
+                    };
                 }
             }
             Action::Close => app.overlay = None,
@@ -172,6 +182,9 @@ fn go(app: &mut App, s: Screen) -> Vec<Command> {
     if s == Screen::Recover && app.recover.destinations.is_empty() {
         return vec![Command::Destinations];
     }
+    if s == Screen::Network && !app.net.ready {
+        return vec![Command::Nics];
+    }
     vec![]
 }
 
@@ -180,6 +193,7 @@ fn refresh(app: &mut App) -> Vec<Command> {
         Screen::Hardware => vec![Command::Inventory],
         Screen::Recover => vec![Command::Destinations],
         Screen::Sources => vec![],
+        Screen::Network => vec![Command::Nics],
         Screen::Browse | Screen::Scan => {
             let from_scan = app.scan.status != JobStatus::Idle;
             app.busy = Some("rebuilding from the findings".into());
@@ -197,6 +211,7 @@ fn move_cursor(app: &mut App, a: Action) {
         Screen::Sources => (&mut app.src_cursor, app.volumes.len()),
         Screen::Browse => (&mut app.browse.cursor, app.browse.rows.len()),
         Screen::Recover => (&mut app.recover.cursor, app.recover.destinations.len()),
+        Screen::Network => (&mut app.net.cursor, app.net.nics.len()),
         Screen::Scan => return,
     };
     let max = len.saturating_sub(1);
@@ -262,7 +277,7 @@ fn open(app: &mut App) -> Vec<Command> {
                 return vec![Command::UseDestination(app.recover.cursor)];
             }
         }
-        Screen::Hardware | Screen::Scan => {}
+        Screen::Hardware | Screen::Scan | Screen::Network => {}
     }
     vec![]
 }
@@ -440,6 +455,9 @@ pub fn on_job(app: &mut App, ev: JobEvent) -> Vec<Command> {
                 app.busy = Some("rebuilding from the findings".into());
                 return vec![Command::Rebuild { from_scan: true }];
             }
+        }
+        ev @ (JobEvent::Nics { .. } | JobEvent::NetSetup(_) | JobEvent::Export { .. }) => {
+            return super::network::on_job(app, ev);
         }
         JobEvent::Destinations(d) => {
             app.recover.destinations = d;
@@ -620,6 +638,6 @@ mod tests {
         assert_eq!(a.screen, Screen::Scan);
         update(&mut a, Action::Go(Screen::Hardware));
         update(&mut a, Action::PrevScreen);
-        assert_eq!(a.screen, Screen::Recover);
+        assert_eq!(a.screen, Screen::Network);
     }
 }

@@ -47,6 +47,7 @@ impl Ui {
             state_auto: false,
             mount_base: fake_root.join("mnt"),
             roots: roots(fake_root),
+            ports: worker::ExportPorts { http: 0, https: 0, nbd: 0 },
         };
         let worker = Worker::new(opts, tx);
         Self { app: App::new(theme, state_dir), worker, rx }
@@ -327,4 +328,105 @@ fn serial_console_screens() {
     t.draw(|f| view::draw(f, &ui.app)).unwrap();
     let text = t.backend().to_string();
     assert!(text.is_ascii(), "{text}");
+}
+
+/// A fake network interface in the fake sysfs (a name no real host has: no real addresses).
+fn fake_nic(root: &Path) {
+    let p = root.join("sys/class/net/vmnic0");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("carrier"), "1\n").unwrap();
+    std::fs::write(p.join("speed"), "10000\n").unwrap();
+    std::fs::write(p.join("address"), "00:50:56:aa:bb:cc\n").unwrap();
+    let drv = root.join("sys/bus/pci/drivers/ixgbe");
+    std::fs::create_dir_all(&drv).unwrap();
+    std::fs::create_dir_all(p.join("device")).unwrap();
+    std::os::unix::fs::symlink(&drv, p.join("device/driver")).unwrap();
+}
+
+/// The value after `key` in an export's lines ("secret: X" → X).
+fn export_line(lines: &[String], key: &str) -> String {
+    let l = lines.iter().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in {lines:?}"));
+    l[key.len()..].split_whitespace().next().unwrap().to_string()
+}
+
+/// The Network screen: the interfaces, then both exports started from the keys and read by real
+/// clients (curl, qemu-img) with the URLs the screen shows; contents equal the forge's truth.
+#[test]
+fn network_screen_exports_to_real_clients() {
+    use vmfs_rescue::tui::app::ExportState;
+    let dir = tempfile::tempdir().unwrap();
+    let (images, truth) = forge(dir.path(), "healthy", 6, "2G", &["ds.img"], true);
+    let _guard = SourceGuard::new(&images);
+    fake_nic(dir.path());
+    let mut ui = Ui::new(images, dir.path().join("state"), dir.path(), color());
+    ui.submit(vmfs_rescue::tui::startup());
+    ui.settle("the volumes", |a| a.busy.is_none() && a.volumes.iter().any(|v| v.browse_path.is_some()));
+    ui.key(KeyCode::Char('6'));
+    ui.settle("the interfaces", |a| a.net.ready);
+    assert_eq!(ui.app.screen, Screen::Network);
+    assert_eq!(ui.app.net.nics[0].name, "vmnic0");
+    // Not the rescue image: no address is set here.
+    ui.key(KeyCode::Char('d'));
+    assert!(
+        matches!(&ui.app.overlay, Some(vmfs_rescue::tui::app::Overlay::Message(m)) if m.contains("not the rescue image"))
+    );
+    ui.key(KeyCode::Esc);
+    ui.snap("network_off");
+
+    ui.key(KeyCode::Char('n'));
+    ui.key(KeyCode::Char('h'));
+    ui.settle("the exports", |a| {
+        !matches!(a.net.nbd, ExportState::Starting) && !matches!(a.net.web, ExportState::Starting)
+    });
+    let ExportState::On(nbd) = ui.app.net.nbd.clone() else { panic!("NBD: {:?}", ui.app.net.nbd) };
+    let ExportState::On(web) = ui.app.net.web.clone() else { panic!("web: {:?}", ui.app.net.web) };
+    let secret = export_line(&web, "secret: ");
+    assert_eq!(secret, export_line(&nbd, "secret: "));
+    let filters = |s: &str| s.replace(&secret, "[SECRET]");
+    let mut t = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    t.draw(|f| view::draw(f, &ui.app)).unwrap();
+    insta::with_settings!({
+        filters => vec![(r":\d{4,5}/", ":[PORT]/"), (r"/tmp/[^ │|]*", "[TMP]")],
+        prepend_module_to_snapshot => false,
+    }, {
+        insta::assert_snapshot!("tui_network_on_160x48", filters(&t.backend().to_string()));
+    });
+
+    // NBD: qemu-img pulls the snapshot chain through the URL shown.
+    let d = truth.disks.iter().find(|d| d.chain.len() > 1).expect("a disk with a snapshot");
+    let uri = nbd
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|u| u.starts_with("nbd://") && u.ends_with(&d.chain[0].replace('/', "%2F").replace("%2F", "/")))
+        .unwrap_or_else(|| panic!("no URL for {} in {nbd:?}", d.chain[0]))
+        .replace("THIS-HOST", "127.0.0.1");
+    let out = dir.path().join("pulled.raw");
+    let st =
+        std::process::Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "raw", &uri]).arg(&out).status();
+    assert!(st.unwrap().success(), "qemu-img convert {uri}");
+    assert_eq!(sha256_file(&out), d.sha256, "{uri}");
+
+    // Web: curl with the bearer token; without it, 401.
+    let browse = export_line(&web, "browse: ");
+    let base = browse.split("/?").next().unwrap().replace("THIS-HOST", "127.0.0.1");
+    let base = if base.contains("://") { base } else { format!("http://127.0.0.1{base}") };
+    let f = truth.files.iter().filter(|f| f.kind == "file" && f.sha256.is_some()).max_by_key(|f| f.size).unwrap();
+    let url = format!("{base}/files/{}{}", truth.label, f.path);
+    let got = dir.path().join("got.bin");
+    let st = std::process::Command::new("curl")
+        .args(["-sf", "-H", &format!("Authorization: Bearer {secret}"), "-o"])
+        .arg(&got)
+        .arg(&url)
+        .status();
+    assert!(st.unwrap().success(), "curl {url}");
+    assert_eq!(Some(sha256_file(&got)), f.sha256, "{url}");
+    let code = std::process::Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]).output();
+    assert_eq!(String::from_utf8_lossy(&code.unwrap().stdout), "401");
+
+    // Off again.
+    ui.key(KeyCode::Char('n'));
+    ui.key(KeyCode::Char('h'));
+    ui.settle("the exports' end", |a| a.net.nbd == ExportState::Off && a.net.web == ExportState::Off);
+    let out2 = std::process::Command::new("nbdinfo").arg("--size").arg(&uri).output().unwrap();
+    assert!(!out2.status.success(), "the NBD export still answers after n");
 }

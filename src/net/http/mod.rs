@@ -76,17 +76,44 @@ struct AppState {
     send_timeout: Duration,
 }
 
-/// A bound server; [`HttpServer::run`] serves until the process ends.
+/// A bound server; [`HttpServer::run`] serves until the process ends or it is stopped.
 pub struct HttpServer {
     listener: std::net::TcpListener,
     config: HttpConfig,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Stops a running [`HttpServer`]: no new connections; downloads under way end with their
+/// clients.
+#[derive(Clone)]
+pub struct HttpStop(Arc<std::sync::atomic::AtomicBool>, SocketAddr);
+
+impl HttpStop {
+    pub fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop: it looks at the flag after each connection.
+        let mut to = self.1;
+        if to.ip().is_unspecified() {
+            to.set_ip(if to.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let _ = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1));
+    }
 }
 
 impl HttpServer {
     pub fn bind(addr: SocketAddr, config: HttpConfig) -> Result<Self, NetError> {
         let listener = std::net::TcpListener::bind(addr).map_err(|e| NetError::Bind(addr.to_string(), e))?;
         listener.set_nonblocking(true).map_err(NetError::Io)?;
-        Ok(Self { listener, config })
+        Ok(Self { listener, config, stop: Arc::default() })
+    }
+
+    /// A handle that stops [`HttpServer::run`].
+    pub fn stop_handle(&self) -> Result<HttpStop, NetError> {
+        Ok(HttpStop(Arc::clone(&self.stop), self.local_addr()?))
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
@@ -111,7 +138,11 @@ impl HttpServer {
         let listener = tokio::net::TcpListener::from_std(self.listener).map_err(NetError::Io)?;
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         loop {
-            let stream = match listener.accept().await {
+            let accepted = listener.accept().await;
+            if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(());
+            }
+            let stream = match accepted {
                 Ok((s, _)) => s,
                 Err(e) => {
                     // Out of descriptors and the like: wait rather than spin.

@@ -3,6 +3,7 @@
 
 mod browse;
 mod hardware;
+mod network;
 mod overlay;
 mod recover;
 mod scan;
@@ -34,6 +35,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         Screen::Browse => browse::draw(f, body, app),
         Screen::Scan => scan::draw(f, body, app),
         Screen::Recover => recover::draw(f, body, app),
+        Screen::Network => network::draw(f, body, app),
     }
     if log_h > 0 {
         draw_log(f, log, app);
@@ -174,7 +176,7 @@ mod tests {
             Some(Overlay::Help),
             Some(Overlay::ConfirmQuit),
             Some(Overlay::Preview),
-            Some(Overlay::Input { prompt: "p".into(), text: "t".repeat(200) }),
+            Some(Overlay::Input { prompt: "p".into(), text: "t".repeat(200), then: crate::tui::app::InputFor::Folder }),
             Some(Overlay::Message("m ".repeat(200))),
         ];
         for theme in [Theme { mono: false, ascii: false }, Theme { mono: true, ascii: true }] {

@@ -26,6 +26,9 @@ fn intro(s: Screen) -> &'static str {
         Screen::Recover => {
             "Pick where the files go: a disk's file system (mounted read-write for you) or a folder. Sources are never written. s starts; finished files are kept if it stops."
         }
+        Screen::Network => {
+            "Send what is found over the network: an address for a network card (on the rescue image), then a web export (browser, curl) or an NBD export of the virtual disks (qemu-img convert on a KVM host). Clients need the secret shown; everything is read-only."
+        }
     }
 }
 
@@ -74,7 +77,7 @@ pub fn draw(f: &mut Frame, body: Rect, app: &App) {
         }
         Overlay::Confirm { question: q, .. } => question(f, body, app, "Are you sure?", &format!("{q} (y/n)")),
         Overlay::Message(m) => question(f, body, app, "Note", &format!("{m}\n\n(any key)")),
-        Overlay::Input { prompt, text } => {
+        Overlay::Input { prompt, text, .. } => {
             let area = centered(body, body.width.saturating_sub(4).min(70), 5);
             f.render_widget(Clear, area);
             let cursor = if t.ascii { "_" } else { "▏" };

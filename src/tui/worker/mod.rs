@@ -21,6 +21,8 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+mod net;
+
 /// Name of the folder the recovery writes under the chosen destination.
 pub const OUTPUT_DIR: &str = "vmfs-rescue";
 
@@ -37,6 +39,22 @@ pub struct Options {
     pub mount_base: PathBuf,
     /// Where the hardware inventory reads.
     pub roots: hw::Roots,
+    /// The ports the exports listen on (every address).
+    pub ports: ExportPorts,
+}
+
+/// Ports of the exports; 0 takes any free one (tests).
+#[derive(Clone, Copy, Debug)]
+pub struct ExportPorts {
+    pub http: u16,
+    pub https: u16,
+    pub nbd: u16,
+}
+
+impl Default for ExportPorts {
+    fn default() -> Self {
+        Self { http: 8080, https: 8443, nbd: 10809 }
+    }
 }
 
 #[derive(Default)]
@@ -65,6 +83,7 @@ struct Shared {
     scan_stop: Mutex<Option<Arc<AtomicBool>>>,
     scan_pause: Arc<AtomicBool>,
     meter: Mutex<Option<Arc<Meter>>>,
+    exports: Mutex<net::Exports>,
 }
 
 /// Runs commands off the UI thread.
@@ -86,6 +105,7 @@ impl Worker {
             scan_stop: Mutex::new(None),
             scan_pause: Arc::new(AtomicBool::new(false)),
             meter: Mutex::new(None),
+            exports: Mutex::new(net::Exports::default()),
         };
         Self { tx, sh: Arc::new(sh) }
     }
@@ -164,6 +184,9 @@ impl Worker {
             }
             Command::UseFolder(p) => self.use_folder(&p)?,
             Command::StartRecover { select, to } => self.recover(select, &to),
+            Command::Nics => self.nics(),
+            Command::SetAddress { nic, spec } => self.set_address(&nic, &spec),
+            Command::Export { kind, on } => self.export(kind, on),
             Command::PauseScan(_) | Command::StopScan | Command::StopRecover => {}
         }
         Ok(())
