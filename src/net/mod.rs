@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod http;
 pub mod nbd;
+pub mod sftp;
 
 pub use auth::Secret;
 
