@@ -12,13 +12,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Asks someone whether to accept a host key: `host:port` and the fingerprint; `true` accepts.
+pub type AskHostKey = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 /// How the server's host key gets accepted.
 #[derive(Clone)]
 pub enum HostKeyCheck {
     /// Only this fingerprint (`SHA256:base64`, as `ssh-keygen -lf` and `ssh` print it).
     Expect(String),
     /// Ask someone: called with `host:port` and the fingerprint; `true` accepts.
-    Ask(Arc<dyn Fn(&str, &str) -> bool + Send + Sync>),
+    Ask(AskHostKey),
     /// Accept none: nobody to ask and nothing given (the error then names the fingerprint).
     Refuse,
 }
