@@ -30,7 +30,8 @@ pub struct Cli {
 /// Sources and volume selection shared by the file commands.
 #[derive(Args, Debug)]
 pub struct Select {
-    /// Image files or block devices; give every device of a spanned volume.
+    /// Image files or block devices (or ssh://USER@HOST[:PORT]/PATH on a host reached over
+    /// SSH); give every device of a spanned volume.
     #[arg(required = true)]
     pub sources: Vec<PathBuf>,
     /// The volume to use (label, FS UUID or LV UUID) when the sources hold several.
