@@ -110,8 +110,12 @@ impl Inner {
     /// Run `command`; standard output longer than `max_out` bytes is an error (a hostile or
     /// confused server cannot make us allocate more than we asked for).
     pub(super) async fn exec(&self, command: &str, max_out: usize) -> Result<Output, SshError> {
+        let t = std::time::Instant::now();
         match tokio::time::timeout(self.timeout, self.exec_inner(command, max_out)).await {
-            Ok(r) => r,
+            Ok(r) => {
+                tracing::debug!(host = %self.host, command, ms = t.elapsed().as_millis(), "remote command");
+                r
+            }
             Err(_) => Err(self.remote(command, format!("no answer within {} s", self.timeout.as_secs()))),
         }
     }
@@ -119,8 +123,11 @@ impl Inner {
     async fn exec_inner(&self, command: &str, max_out: usize) -> Result<Output, SshError> {
         let conn = |error| SshError::Connect { host: self.host.clone(), error };
         let mut ch = self.handle.channel_open_session().await.map_err(conn)?;
-        ch.exec(true, command).await.map_err(conn)?;
+        // No reply asked: a refused command ends without an exit status, which `check` reports;
+        // waiting for the reply would cost a round trip per read.
+        ch.exec(false, command).await.map_err(conn)?;
         let mut out = Output { status: None, stdout: Vec::with_capacity(max_out.min(8 << 20)), stderr: Vec::new() };
+        let mut eof = false;
         while let Some(msg) = ch.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
@@ -134,10 +141,25 @@ impl Inner {
                     let room = MAX_STDERR.saturating_sub(out.stderr.len());
                     out.stderr.extend_from_slice(&data[..data.len().min(room)]);
                 }
-                ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                ChannelMsg::ExitStatus { exit_status } => {
+                    out.status = Some(exit_status);
+                    if eof {
+                        break;
+                    }
+                }
+                // The output is complete at EOF; the exit status may come before or after it.
+                ChannelMsg::Eof => {
+                    eof = true;
+                    if out.status.is_some() {
+                        break;
+                    }
+                }
+                ChannelMsg::Close => break,
                 _ => {}
             }
         }
+        // Not waiting for the server's close of a finished command saves a round trip.
+        let _ = ch.close().await;
         Ok(out)
     }
 

@@ -21,13 +21,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 /// Bytes per remote read.
-const CHUNK: u64 = 1 << 20;
+const CHUNK: u64 = 4 << 20;
 /// Chunks fetched ahead once reads go in order.
-const AHEAD: u64 = 6;
+const AHEAD: u64 = 4;
 /// Remote commands at once (OpenSSH's MaxSessions is 10; leave room for others).
 const CHANNELS: usize = 7;
 /// Fetched chunks kept for reads that come back to them.
-const KEEP: usize = 16;
+const KEEP: usize = 8;
 /// Chunks remembered as failed (then read sector by sector).
 const MAX_BAD: usize = 4096;
 
