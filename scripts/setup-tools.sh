@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Debian tools the forge and the tests call: mkfs.ext4/debugfs (e2fsprogs), mkfs.vfat
 # (dosfstools), mcopy (mtools), mkntfs/ntfscp (ntfs-3g), qemu-img (qemu-utils), and the network
-# export's clients: nbdinfo (libnbd-bin), curl. Installs only what is missing; needs root or sudo
+# export's clients: nbdinfo (libnbd-bin), curl; for the SSH source and the SFTP push, the OpenSSH server
+# the tests start on loopback and its ssh-keygen (openssh-server, openssh-client). Installs only what is missing; needs root or sudo
 # for that.
 #
 #   bash scripts/setup-tools.sh
@@ -10,7 +11,7 @@ set -euo pipefail
 declare -A pkg_of=(
     [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs [mkfs.vfat]=dosfstools [mcopy]=mtools
     [mkntfs]=ntfs-3g [ntfscp]=ntfs-3g [qemu-img]=qemu-utils
-    [nbdinfo]=libnbd-bin [curl]=curl
+    [nbdinfo]=libnbd-bin [curl]=curl [sshd]=openssh-server [ssh-keygen]=openssh-client
 )
 missing=()
 for tool in "${!pkg_of[@]}"; do

@@ -1,6 +1,7 @@
 //! From sources to datastores: open devices and images, find volumes, open VMFS on each.
 
-use crate::block::{Source, open_path};
+use crate::block::ssh::{SshError, SshOptions};
+use crate::block::{Source, open_path, open_ssh};
 use crate::container::{self, LogicalVolume};
 use crate::vmfs::Vmfs;
 use std::path::{Path, PathBuf};
@@ -31,9 +32,27 @@ impl Datastore {
 
 /// Open every path read-only (block devices get BLKROSET).
 pub fn open_sources(paths: &[PathBuf]) -> std::io::Result<Vec<Source>> {
+    open_sources_with(paths, None)
+}
+
+/// Open every path read-only; `ssh://user@host[:port]/path` sources are read over SSH with
+/// `ssh` (without it they are refused: the host key and login must come from somewhere).
+pub fn open_sources_with(paths: &[PathBuf], ssh: Option<&SshOptions>) -> std::io::Result<Vec<Source>> {
+    use std::io::{Error, ErrorKind};
     paths
         .iter()
         .map(|p| {
+            if crate::block::is_remote(p) {
+                let url = p.to_string_lossy();
+                let opts = ssh.ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidInput, format!("{url}: SSH sources are not available here"))
+                })?;
+                return open_ssh(&url, opts).map_err(|e| {
+                    let kind =
+                        if matches!(e, SshError::BadUrl(..)) { ErrorKind::InvalidInput } else { ErrorKind::Other };
+                    Error::new(kind, e.to_string())
+                });
+            }
             if p.is_dir() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,

@@ -17,6 +17,7 @@ mod metered;
 mod overlay;
 mod slice;
 mod sparse;
+pub mod ssh;
 mod tolerant;
 
 pub use badmap::BadMap;
@@ -141,6 +142,17 @@ pub fn open_path(path: &std::path::Path) -> std::io::Result<Source> {
     } else {
         Ok(Arc::new(Tolerant::new(ImageFile::open(path)?)))
     }
+}
+
+/// Open `ssh://user@host[:port]/path` read-only over SSH, behind a bad-sector tolerant reader.
+pub fn open_ssh(url: &str, opts: &ssh::SshOptions) -> Result<Source, ssh::SshError> {
+    let target = ssh::parse_url(url, "ssh")?;
+    Ok(Arc::new(Tolerant::new(ssh::SshSource::open(&target, opts)?)))
+}
+
+/// Whether a source argument names a remote source (`ssh://...`) rather than a local path.
+pub fn is_remote(arg: &std::path::Path) -> bool {
+    arg.to_str().is_some_and(|s| s.starts_with("ssh://"))
 }
 
 /// Open an image file or block device read-only for a quick peek, without retries and without

@@ -14,6 +14,14 @@ pub struct Cli {
     /// "bad_sectors", matched by image file name) as unreadable. For tests and practice runs.
     #[arg(long, global = true, value_name = "TRUTH.json")]
     pub bad_sectors: Option<PathBuf>,
+    /// SSH sources and pushes: the server's host key fingerprint as OpenSSH prints it
+    /// (SHA256:...). Without it the fingerprint is shown and must be confirmed at a terminal.
+    #[arg(long, global = true, value_name = "SHA256:...")]
+    pub host_key: Option<String>,
+    /// SSH sources and pushes: log in with this private key file (else with a password from
+    /// VMFS_RESCUE_SSH_PASSWORD or asked at the terminal).
+    #[arg(short = 'i', long = "identity", global = true, value_name = "KEYFILE")]
+    pub identity: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub cmd: Command,
@@ -22,7 +30,8 @@ pub struct Cli {
 /// Sources and volume selection shared by the file commands.
 #[derive(Args, Debug)]
 pub struct Select {
-    /// Image files or block devices; give every device of a spanned volume.
+    /// Image files or block devices (or ssh://USER@HOST[:PORT]/PATH on a host reached over
+    /// SSH); give every device of a spanned volume.
     #[arg(required = true)]
     pub sources: Vec<PathBuf>,
     /// The volume to use (label, FS UUID or LV UUID) when the sources hold several.
@@ -83,6 +92,27 @@ pub enum Command {
         system_files: bool,
         /// Hash the whole content of sparse files only if their holes total at most this many
         /// GiB; otherwise hash each data range (see README).
+        #[arg(long, default_value_t = 16)]
+        hole_hash_limit_gib: u64,
+    },
+    /// Copy files to another host over SFTP, resumable: from a VMFS volume (`--path`, as for
+    /// `extract`) or a local folder (an `extract` or `recover` output, pushed as it is).
+    /// Files arrive as NAME.part and are renamed when complete; DIR/manifest.json lists them
+    /// with their SHA-256. Give the server's key with --host-key and log in with -i KEYFILE or
+    /// a password (VMFS_RESCUE_SSH_PASSWORD, else asked).
+    Push {
+        #[command(flatten)]
+        select: Select,
+        /// Destination: sftp://user@host[:port]/DIR (DIR is created if missing).
+        #[arg(long, value_name = "sftp://USER@HOST[:PORT]/DIR")]
+        to: String,
+        /// What to push (repeatable; a volume path, or a path inside the folder); default: all.
+        #[arg(long)]
+        path: Vec<String>,
+        /// Also push VMFS system files (.fdc.sf, ...) found under the paths.
+        #[arg(long)]
+        system_files: bool,
+        /// See `extract`.
         #[arg(long, default_value_t = 16)]
         hole_hash_limit_gib: u64,
     },

@@ -7,9 +7,11 @@ mod extract;
 mod forge;
 mod found;
 mod ls;
+mod push;
 mod recover;
 mod scan;
 mod serve;
+mod ssh;
 mod tui;
 mod vdisk;
 mod volumes;
@@ -66,6 +68,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         let v = t.bad_sectors.iter().map(|r| (r.image.clone(), r.offset..r.offset + r.len)).collect();
         let _ = BAD_SECTORS.set(v);
     }
+    ssh::remember(cli.host_key.clone(), cli.identity.clone());
     match cli.cmd {
         Command::Recover { sources, state, to, select, hole_hash_limit_gib } => {
             recover::run(&sources, &state, &to, &select, hole_hash_limit_gib << 30)
@@ -74,6 +77,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Demo { dir } => forge::demo(dir),
         Command::Vdisk(c) => vdisk::run(c),
         Command::Serve(c) => serve::run(c),
+        Command::Push { select, to, path, system_files, hole_hash_limit_gib } => {
+            push::run(&select, &to, &path, system_files, hole_hash_limit_gib << 30)
+        }
         Command::Devices { json, destinations, sources } => devices::run(json, destinations, &sources),
         Command::Volumes { json, sources } => volumes::run(&sources, json),
         Command::Ls { json, select: Select { sources, state: Some(state), .. }, path, .. } => {
@@ -183,7 +189,9 @@ pub fn open_sources(paths: &[std::path::PathBuf]) -> Result<Vec<vmfs_rescue::blo
             })
             .collect();
     }
-    datastore::open_sources(paths).map_err(|e| match e.kind() {
+    // SSH options only when a source is remote: building them may ask for a password.
+    let ssh = if paths.iter().any(|p| vmfs_rescue::block::is_remote(p)) { Some(ssh::options()?) } else { None };
+    datastore::open_sources_with(paths, ssh.as_ref()).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::NotFound => UsageError(e.to_string()).into(),
         _ => e.into(),
     })

@@ -4,15 +4,16 @@
 //! the secret both require. Everything is read-only and read through the [`BlockSource`]
 //! layer, so bad sectors read as zeros and are reported, never fatal.
 //!
-//! Pushing over SFTP and reading a remote source over SSH are still to come: a push will sit
-//! beside these as `sftp.rs` (a `DataSink` of `extract`), an SSH source in `block/` as a
-//! `RawSource` (ARCHITECTURE: "a new source kind").
+//! `sftp` pushes files to another host over SFTP (a `DataSink` of `extract`), on the SSH
+//! connection of `block::ssh`, which also reads remote sources (ARCHITECTURE: "a new source
+//! kind" is a `RawSource` in `block/`).
 //!
 //! [`BlockSource`]: crate::block::BlockSource
 
 pub mod auth;
 pub mod http;
 pub mod nbd;
+pub mod sftp;
 
 pub use auth::Secret;
 

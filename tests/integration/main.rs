@@ -12,6 +12,7 @@ mod forged_lfb;
 mod hw_inventory;
 mod net_http;
 mod net_nbd;
+mod net_ssh;
 mod recover_carve;
 mod recover_scan;
 mod recover_scenarios;
