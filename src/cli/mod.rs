@@ -6,6 +6,7 @@ mod devices;
 mod extract;
 mod forge;
 mod found;
+mod guest;
 mod ls;
 mod recover;
 mod scan;
@@ -73,6 +74,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Forge(a) => forge::run(&a),
         Command::Demo { dir } => forge::demo(dir),
         Command::Vdisk(c) => vdisk::run(c),
+        Command::Guest(c) => guest::run(c),
         Command::Serve(c) => serve::run(c),
         Command::Devices { json, destinations, sources } => devices::run(json, destinations, &sources),
         Command::Volumes { json, sources } => volumes::run(&sources, json),
