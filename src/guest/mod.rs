@@ -9,10 +9,11 @@
 //! [`BlockSource`] whose runs point into the volume, so unreadable sectors are reported per guest
 //! file and holes are skipped by copies.
 //!
-//! Readers: [`fat`] (FAT12/16/32, deleted entries). NTFS, exFAT, ext2/3/4 and Linux LVM2 are to come
-//! behind the same trait.
+//! Readers: [`fat`] (FAT12/16/32, deleted entries), [`ext4`] (ext2/3/4, deleted inodes). NTFS,
+//! exFAT and Linux LVM2 are to come behind the same trait.
 
 mod error;
+pub mod ext4;
 pub mod fat;
 mod runs;
 
@@ -148,6 +149,9 @@ pub fn open_fs(volume: &Source) -> Result<Box<dyn GuestFs>, GuestError> {
     let head = read_vec(&**volume, 0, head_len)?;
     if fat::looks_like_fat(&head) {
         return Ok(Box::new(fat::Fat::open(Arc::clone(volume))?));
+    }
+    if head.get(1024..).is_some_and(ext4::looks_like_ext) {
+        return Ok(Box::new(ext4::Ext::open(Arc::clone(volume))?));
     }
     let what = if head.get(3..11) == Some(b"NTFS    ".as_slice()) {
         Some("NTFS")
