@@ -461,10 +461,14 @@ impl Ext {
                     break; // a broken block: the rest of it is not trusted
                 }
                 let name = block.get(pos + 8..pos + 8 + nlen).unwrap_or(&[]);
-                if ino != 0 && nlen > 0 && nlen + 8 <= rec && name != b"." && name != b".." {
-                    if let Ok(i) = self.inode(ino) {
-                        out.push(self.entry(&i, name, false));
-                    }
+                if ino != 0
+                    && nlen > 0
+                    && nlen + 8 <= rec
+                    && name != b"."
+                    && name != b".."
+                    && let Ok(i) = self.inode(ino)
+                {
+                    out.push(self.entry(&i, name, false));
                 }
                 // Slack after this entry's name: remnants of entries removed after it.
                 let used = if ino == 0 { 0 } else { (8 + nlen).div_ceil(4) * 4 };

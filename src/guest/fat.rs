@@ -177,17 +177,14 @@ impl Fat {
         .min(vol.len().saturating_sub(bpb.fat_offset));
         let raw = read_vec(&*vol, bpb.fat_offset, bytes_needed as usize)?;
         let fat = (0..entries)
-            .map(|c| {
-                let v = match bpb.fat_type {
-                    FatType::Fat12 => {
-                        let o = (c + c / 2) as usize;
-                        let w = u32::from(u16_at(&raw, o).unwrap_or(0));
-                        if c % 2 == 0 { w & 0xFFF } else { w >> 4 }
-                    }
-                    FatType::Fat16 => u32::from(u16_at(&raw, (c * 2) as usize).unwrap_or(0)),
-                    FatType::Fat32 => u32_at(&raw, (c * 4) as usize).unwrap_or(0) & 0x0FFF_FFFF,
-                };
-                v
+            .map(|c| match bpb.fat_type {
+                FatType::Fat12 => {
+                    let o = (c + c / 2) as usize;
+                    let w = u32::from(u16_at(&raw, o).unwrap_or(0));
+                    if c % 2 == 0 { w & 0xFFF } else { w >> 4 }
+                }
+                FatType::Fat16 => u32::from(u16_at(&raw, (c * 2) as usize).unwrap_or(0)),
+                FatType::Fat32 => u32_at(&raw, (c * 4) as usize).unwrap_or(0) & 0x0FFF_FFFF,
             })
             .collect();
         Ok(Self { vol, bpb, fat })
@@ -256,11 +253,9 @@ impl Fat {
 
     /// The bytes of a directory.
     fn dir_bytes(&self, dir: &Entry) -> Result<(Vec<u8>, u64), GuestError> {
-        if dir.id == 0 && !dir.deleted {
-            if self.bpb.fat_type != FatType::Fat32 {
-                let len = self.bpb.root_bytes.min(MAX_DIR_BYTES);
-                return Ok((read_vec(&*self.vol, self.bpb.root_offset, len as usize)?, self.bpb.root_offset));
-            }
+        if dir.id == 0 && !dir.deleted && self.bpb.fat_type != FatType::Fat32 {
+            let len = self.bpb.root_bytes.min(MAX_DIR_BYTES);
+            return Ok((read_vec(&*self.vol, self.bpb.root_offset, len as usize)?, self.bpb.root_offset));
         }
         let first = if dir.id == 0 { self.bpb.root_cluster } else { dir.id as u32 };
         let runs = if dir.deleted {
@@ -300,7 +295,7 @@ fn dos_time(date: u16, time: u16) -> Option<i64> {
 
 /// The checksum of an 8.3 name that its LFN entries carry.
 fn lfn_checksum(short: &[u8]) -> u8 {
-    short.iter().fold(0u8, |s, &c| (s >> 1 | s << 7).wrapping_add(c))
+    short.iter().fold(0u8, |s, &c| s.rotate_right(1).wrapping_add(c))
 }
 
 /// The 13 UCS-2 units of an LFN entry.

@@ -46,7 +46,10 @@ fn run(cmd: &mut Command) -> std::process::Output {
 
 /// A FAT32 guest disk with a GPT, a deep tree with long and non-ASCII names added with mcopy,
 /// and one file deleted with mdel. Returns the disk, the extra files, the deleted file's data.
-fn fat_disk(dir: &Path) -> (GuestDisk, Vec<(String, Vec<u8>)>, Vec<u8>) {
+/// Guest files added to a disk: path and content.
+type Added = Vec<(String, Vec<u8>)>;
+
+fn fat_disk(dir: &Path) -> (GuestDisk, Added, Vec<u8>) {
     let spec = GuestSpec { name: "fatguest".into(), size: 64 << 20, table: TableKind::Gpt, fs: FsKind::Fat32, seed: 9 };
     let disk = build_guest_disk(dir, &spec).unwrap();
     let stage = dir.join("stage");
