@@ -231,7 +231,10 @@ impl Ext {
         }
         let idx = num - 1;
         let (table, _) = self.tables.get((idx / self.sb.inodes_per_group) as usize).copied().unwrap_or((0, 0));
-        let at = table * self.sb.block_size + u64::from(idx % self.sb.inodes_per_group) * self.sb.inode_size;
+        let at = table
+            .checked_mul(self.sb.block_size)
+            .and_then(|t| t.checked_add(u64::from(idx % self.sb.inodes_per_group) * self.sb.inode_size))
+            .unwrap_or(u64::MAX);
         if table == 0 || at.checked_add(self.sb.inode_size).is_none_or(|e| e > self.vol.len()) {
             return Err(corrupt("ext inode", at, &name, format!("inode {num} lies outside the volume")));
         }
@@ -239,7 +242,7 @@ impl Ext {
     }
 
     fn block_at(&self, b: u64) -> Option<u64> {
-        (b != 0 && b < self.sb.blocks).then(|| b * self.sb.block_size)
+        b.checked_mul(self.sb.block_size).filter(|&v| b != 0 && b < self.sb.blocks && v < self.vol.len())
     }
 
     /// The runs of an inode's content, `len` bytes.
@@ -426,7 +429,7 @@ impl Ext {
             }
             let n = u64::from(used).min(MAX_SCAN_INODES - looked);
             looked += n;
-            let at = table * self.sb.block_size;
+            let Some(at) = table.checked_mul(self.sb.block_size) else { continue };
             let Some(bytes) = at
                 .checked_add(n * isz)
                 .filter(|&e| e <= self.vol.len())

@@ -237,6 +237,49 @@ fn guest_damage() {
     let e = guest::fat::Fat::open(vol).err().unwrap().to_string();
     assert!(e.contains("0x0D") && e.contains("offset 0x0"), "{e}");
 
+    // ext: a broken superblock field is named with its offset; random damage never panics.
+    let src = dir.path().join("extsrc/a/b");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f.bin"), rng.bytes(300_000)).unwrap();
+    std::fs::write(src.join("g.txt"), b"hello").unwrap();
+    let ext = dir.path().join("ext.img");
+    std::fs::File::create(&ext).unwrap().set_len(8 << 20).unwrap();
+    run(Command::new("mkfs.ext4").args(["-q", "-d"]).arg(dir.path().join("extsrc")).arg(&ext));
+    let good_ext = std::fs::read(&ext).unwrap();
+    let mut b = good_ext.clone();
+    b[1024 + 0x18] = 9;
+    let vol: Source = Arc::new(Tolerant::new(MemSource::new("badsb", b)));
+    let e = guest::open_fs(&vol).err().unwrap().to_string();
+    assert!(e.contains("0x18") && e.contains("offset 0x400") && e.contains("ext superblock"), "{e}");
+    for round in 0..200u64 {
+        let mut b = good_ext.clone();
+        let mut r = vmfs_rescue::forge::vmdk::SplitMix64::new(round, 78);
+        for _ in 0..1 + r.below(60) {
+            // Superblock, group descriptors, inode tables and early data blocks.
+            let span = if r.below(2) == 0 { 8192 } else { 1 << 20 };
+            let at = r.below(span) as usize;
+            b[at] = r.next_u32() as u8;
+        }
+        let vol: Source = Arc::new(Tolerant::new(MemSource::new("fuzz-ext", b)));
+        if let Ok(fs) = guest::open_fs(&vol) {
+            let mut errs = Vec::new();
+            guest::walk(
+                &*fs,
+                &fs.root(),
+                "",
+                &mut |_, e| {
+                    if e.kind == Kind::File
+                        && e.size < (16 << 20)
+                        && let Ok(s) = fs.open(e, None)
+                    {
+                        let _ = sha(&*s);
+                    }
+                },
+                &mut errs,
+            );
+        }
+    }
+
     // Random damage to the boot sector, FAT and root directory: errors or output, no panic.
     for round in 0..200u64 {
         let mut b = good[part..part + (8 << 20)].to_vec();
