@@ -200,7 +200,13 @@ fn extract(t: &GuestTarget, to: &Path, deleted: bool) -> Result<Outcome> {
     let mut used: HashSet<PathBuf> = HashSet::new();
     // Guest folder path -> output folder.
     let mut dirs: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
-    dirs.insert(prefix.clone(), to.to_path_buf());
+    // The folder extracted lands in DIR; a single file lands in DIR too.
+    let top = if root.kind == Kind::Dir {
+        prefix.clone()
+    } else {
+        prefix.rsplit_once('/').map_or("", |(p, _)| p).to_string()
+    };
+    dirs.insert(top, to.to_path_buf());
     for (path, e) in &items {
         let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
         let Some(out_dir) = dirs.get(parent).cloned() else {

@@ -158,6 +158,10 @@ fn guest_cli_ls_cat_extract() {
     assert!(m.iter().any(|e| e["deleted"] == true && e["name"] == "to be deleted.bin"));
     eprintln!("guest extract: {n} files byte-exact through the CLI");
     let (p, data) = &extra[0];
+    let one = dir.path().join("one");
+    run(Command::new(bin).args(["guest", "extract", "--part", "1", "--guest-path", p, "--to"]).arg(&one).arg(&stream));
+    let name = p.rsplit('/').next().unwrap();
+    assert_eq!(&std::fs::read(one.join(name)).unwrap(), data, "a single file lands in DIR");
     let o = run(Command::new(bin).args(["guest", "cat", "--part", "1", "--guest-path", p]).arg(&stream));
     assert_eq!(&o.stdout, data);
     let o = Command::new(bin).args(["guest", "cat", "--guest-path", "/nope"]).arg(&stream).output().unwrap();
