@@ -17,6 +17,7 @@ pub mod container;
 pub mod datastore;
 pub mod extract;
 pub mod forge;
+pub mod guest;
 pub mod hw;
 pub mod le;
 pub mod net;

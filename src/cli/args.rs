@@ -188,6 +188,10 @@ pub enum Command {
     /// Virtual disks (VMDK chains): inspect, read, convert, compare.
     #[command(subcommand)]
     Vdisk(VdiskCommand),
+    /// Files inside a virtual disk or raw image: partitions, FAT and ext file systems,
+    /// deleted entries; read without a mount.
+    #[command(subcommand)]
+    Guest(GuestCommand),
     /// Serve datastores and virtual disks over the network, read-only: HTTP(S) for browsers,
     /// curl and wget; NBD for qemu-img, nbdinfo and nbdcopy. Runs until interrupted.
     #[command(subcommand)]
@@ -351,4 +355,50 @@ pub enum ServeCommand {
 /// Parse the process arguments; bad usage exits with status 2.
 pub fn parse() -> Cli {
     Cli::parse()
+}
+
+/// A guest disk and the volume and path inside it.
+#[derive(Args, Debug)]
+pub struct GuestTarget {
+    #[command(flatten)]
+    pub src: VdiskSource,
+    /// The partition (its number as `guest ls DISK` lists it); needed when there are several.
+    #[arg(long)]
+    pub part: Option<u32>,
+    /// The path inside the guest file system.
+    #[arg(long = "guest-path", default_value = "/")]
+    pub guest_path: String,
+}
+
+/// `guest` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum GuestCommand {
+    /// List the partitions of a guest disk (without --part and --guest-path), or a directory of
+    /// one (deleted entries marked).
+    Ls {
+        /// The whole tree below the path.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// One JSON object per entry, one per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: GuestTarget,
+    },
+    /// Write a guest file's content to standard output.
+    Cat {
+        #[command(flatten)]
+        target: GuestTarget,
+    },
+    /// Copy a guest file or tree out (deleted files too, marked), with DIR/manifest.json.
+    Extract {
+        #[command(flatten)]
+        target: GuestTarget,
+        /// Destination directory (created if missing; never on a source).
+        #[arg(long)]
+        to: PathBuf,
+        /// Leave deleted files out.
+        #[arg(long)]
+        no_deleted: bool,
+    },
 }

@@ -6,6 +6,7 @@ mod devices;
 mod extract;
 mod forge;
 mod found;
+mod guest;
 mod ls;
 mod push;
 mod recover;
@@ -76,6 +77,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Forge(a) => forge::run(&a),
         Command::Demo { dir } => forge::demo(dir),
         Command::Vdisk(c) => vdisk::run(c),
+        Command::Guest(c) => guest::run(c),
         Command::Serve(c) => serve::run(c),
         Command::Push { select, to, path, system_files, hole_hash_limit_gib } => {
             push::run(&select, &to, &path, system_files, hole_hash_limit_gib << 30)

@@ -15,7 +15,7 @@ use vmfs_rescue::vdisk::{
 };
 
 /// Where the disk the arguments name is: its file namespace and path there.
-fn locate(src: &VdiskSource) -> Result<(Box<dyn Files>, String)> {
+pub(super) fn locate(src: &VdiskSource) -> Result<(Box<dyn Files>, String)> {
     match &src.path {
         Some(p) => {
             let (_stores, fs) =
@@ -41,7 +41,7 @@ fn local_file(file: &Path) -> Result<String> {
 }
 
 /// Open the disk the arguments name (at `--snapshot` when given).
-fn open(src: &VdiskSource) -> Result<VirtualDisk> {
+pub(super) fn open(src: &VdiskSource) -> Result<VirtualDisk> {
     let format = match src.input_format.as_deref() {
         None => None,
         Some(f) => match Format::from_name(f) {
@@ -245,7 +245,7 @@ fn verify(src: &VdiskSource, against: &Path, max_ranges: usize) -> Result<Outcom
     Ok(outcome)
 }
 
-fn raw_file(p: &Path) -> std::result::Result<vmfs_rescue::block::Source, VdiskError> {
+pub(super) fn raw_file(p: &Path) -> std::result::Result<vmfs_rescue::block::Source, VdiskError> {
     vmfs_rescue::block::open_path(p).map_err(|e| VdiskError::Io { file: p.display().to_string(), source: e })
 }
 

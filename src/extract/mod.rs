@@ -379,10 +379,46 @@ pub fn sanitize_component(name: &[u8]) -> OsString {
     OsString::from_vec(out)
 }
 
+/// A guest file-name component made safe to create on any destination (Linux, or a FAT/NTFS
+/// stick): `sanitize_component`, plus the characters Windows forbids (`\ : * ? " < > |` and
+/// control characters) replaced by `_`, reserved device names (`CON`, `nul.txt`, `COM1`...)
+/// and names ending in a dot or space prefixed or suffixed with `_`. Other bytes, UTF-8 or
+/// not, are kept (Linux names may hold any byte but `/` and NUL); the manifest keeps the
+/// original name.
+pub fn sanitize_guest_component(name: &[u8]) -> OsString {
+    let mut out: Vec<u8> =
+        name.iter().map(|&c| if c < 0x20 || b"\\:*?\"<>|".contains(&c) { b'_' } else { c }).collect();
+    let stem_end = out.iter().position(|&c| c == b'.').unwrap_or(out.len());
+    let stem = String::from_utf8_lossy(&out[..stem_end]).trim_end().to_ascii_uppercase();
+    let reserved = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit()
+            && stem.as_bytes()[3] != b'0');
+    if reserved {
+        out.insert(0, b'_');
+    }
+    if matches!(out.last(), Some(b'.') | Some(b' ')) && out != b"." && out != b".." {
+        out.push(b'_');
+    }
+    sanitize_component(&out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::block::{MemSource, Tolerant};
+
+    #[test]
+    fn guest_names_are_sanitized() {
+        assert_eq!(sanitize_guest_component(b"a:b\\c?.txt"), OsString::from("a_b_c_.txt"));
+        assert_eq!(sanitize_guest_component(b"con.txt"), OsString::from("_con.txt"));
+        assert_eq!(sanitize_guest_component(b"COM1"), OsString::from("_COM1"));
+        assert_eq!(sanitize_guest_component(b"COM0"), OsString::from("COM0"));
+        assert_eq!(sanitize_guest_component(b"dot."), OsString::from("dot._"));
+        assert_eq!(sanitize_guest_component(b".."), OsString::from("_.."));
+        assert_eq!(sanitize_guest_component(b"\xff\xfe"), OsString::from_vec(vec![0xff, 0xfe]));
+    }
 
     #[test]
     fn names_are_sanitized() {

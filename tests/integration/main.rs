@@ -9,6 +9,7 @@ mod forge_layout;
 mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
+mod guest;
 mod hw_inventory;
 mod net_http;
 mod net_nbd;
