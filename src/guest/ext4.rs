@@ -515,20 +515,7 @@ impl GuestFs for Ext {
     fn root(&self) -> Entry {
         match self.inode(2) {
             Ok(i) => Entry { name: String::new(), ..self.entry(&i, b"", false) },
-            Err(_) => Entry {
-                name: String::new(),
-                raw_name: None,
-                kind: Kind::Dir,
-                size: 0,
-                mtime: None,
-                atime: None,
-                ctime: None,
-                mode: None,
-                deleted: false,
-                confidence: None,
-                streams: Vec::new(),
-                id: 2,
-            },
+            Err(_) => Entry::bare_root(2, None),
         }
     }
     fn list(&self, dir: &Entry) -> Result<Vec<Entry>, GuestError> {

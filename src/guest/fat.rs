@@ -419,20 +419,7 @@ impl GuestFs for Fat {
         self.bpb.label.clone()
     }
     fn root(&self) -> Entry {
-        Entry {
-            name: String::new(),
-            raw_name: None,
-            kind: Kind::Dir,
-            size: 0,
-            mtime: None,
-            atime: None,
-            ctime: None,
-            mode: Some(0o040755),
-            deleted: false,
-            confidence: None,
-            streams: Vec::new(),
-            id: 0,
-        }
+        Entry::bare_root(0, Some(0o040755))
     }
     fn list(&self, dir: &Entry) -> Result<Vec<Entry>, GuestError> {
         if dir.kind != Kind::Dir {

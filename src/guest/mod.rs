@@ -83,6 +83,26 @@ pub struct Entry {
     pub id: u64,
 }
 
+impl Entry {
+    /// A root directory known only by its reader's handle (no metadata read).
+    pub fn bare_root(id: u64, mode: Option<u32>) -> Self {
+        Entry {
+            name: String::new(),
+            raw_name: None,
+            kind: Kind::Dir,
+            size: 0,
+            mtime: None,
+            atime: None,
+            ctime: None,
+            mode,
+            deleted: false,
+            confidence: None,
+            streams: Vec::new(),
+            id,
+        }
+    }
+}
+
 /// A guest file system, read-only. NTFS and exFAT readers fit behind it the same way.
 pub trait GuestFs: Send + Sync {
     /// Short type name (`FAT32`, `ext4`).

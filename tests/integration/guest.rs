@@ -13,6 +13,26 @@ use vmfs_rescue::forge::guest::{FsKind, GuestDisk, GuestSpec, TableKind, build_g
 use vmfs_rescue::guest::{self, Confidence, GuestError, GuestFs, Kind};
 use vmfs_rescue::vdisk::{self, LocalFiles, VmfsFiles};
 
+/// Open `vol` and read every file it lists (damaged volumes: errors are fine, panics are not).
+fn read_everything(vol: &Source) {
+    let Ok(fs) = guest::open_fs(vol) else { return };
+    let mut errs = Vec::new();
+    guest::walk(
+        &*fs,
+        &fs.root(),
+        "",
+        &mut |_, e| {
+            if e.kind == Kind::File
+                && e.size < (16 << 20)
+                && let Ok(s) = fs.open(e, None)
+            {
+                let _ = sha(&*s);
+            }
+        },
+        &mut errs,
+    );
+}
+
 fn sha(src: &dyn BlockSource) -> String {
     copy(src, Sink::Null, CopyOptions::default()).unwrap().sha256.unwrap()
 }
@@ -265,23 +285,7 @@ fn guest_damage() {
             b[at] = r.next_u32() as u8;
         }
         let vol: Source = Arc::new(Tolerant::new(MemSource::new("fuzz-ext", b)));
-        if let Ok(fs) = guest::open_fs(&vol) {
-            let mut errs = Vec::new();
-            guest::walk(
-                &*fs,
-                &fs.root(),
-                "",
-                &mut |_, e| {
-                    if e.kind == Kind::File
-                        && e.size < (16 << 20)
-                        && let Ok(s) = fs.open(e, None)
-                    {
-                        let _ = sha(&*s);
-                    }
-                },
-                &mut errs,
-            );
-        }
+        read_everything(&vol);
     }
 
     // Random damage to the boot sector, FAT and root directory: errors or output, no panic.
@@ -293,23 +297,7 @@ fn guest_damage() {
             b[at] = r.next_u32() as u8;
         }
         let vol: Source = Arc::new(Tolerant::new(MemSource::new("fuzz", b)));
-        if let Ok(fs) = guest::open_fs(&vol) {
-            let mut errs = Vec::new();
-            guest::walk(
-                &*fs,
-                &fs.root(),
-                "",
-                &mut |_, e| {
-                    if e.kind == Kind::File
-                        && e.size < (16 << 20)
-                        && let Ok(s) = fs.open(e, None)
-                    {
-                        let _ = sha(&*s);
-                    }
-                },
-                &mut errs,
-            );
-        }
+        read_everything(&vol);
     }
 }
 

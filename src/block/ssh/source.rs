@@ -1,7 +1,7 @@
 //! A remote device or image read with `dd` over SSH exec channels, with read-ahead.
 //!
-//! Each read of 1 MiB is one `dd if=PATH bs=1048576 skip=N count=1`: plain operands that
-//! ESXi's busybox `dd` knows too. One command per MiB costs a round trip and a process on the
+//! Each read of 4 MiB is one `dd if=PATH bs=4194304 skip=N count=1`: plain operands that
+//! ESXi's busybox `dd` knows too. One command per chunk costs a round trip and a process on the
 //! far side, so once reads go in order a few next chunks are fetched ahead on their own
 //! channels (OpenSSH allows 10 per connection); a scan is then bound by bandwidth, not by the
 //! round trip. Small random reads (VMFS metadata) hit the chunks kept in memory.
