@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use vmfs_rescue::block::ssh::parse_url;
 use vmfs_rescue::block::{ImageFile, Source, Tolerant};
-use vmfs_rescue::extract::{CopyOptions, sanitize_component};
+use vmfs_rescue::extract::{CopyOptions, parse_journal, sanitize_component};
 use vmfs_rescue::net::sftp::SftpPush;
 use vmfs_rescue::vmfs::{FdType, VmfsFile, WalkItem};
 
@@ -52,12 +52,7 @@ pub fn run(
     // Open the sources before connecting: a wrong source costs no password prompt.
     let fs = if local_dir.is_none() { Some(open_selected(select)?.1) } else { None };
     let push = SftpPush::connect(&target, &super::ssh::options()?)?;
-    let text = push.read_text(JOURNAL).unwrap_or_default();
-    let done = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| Some((v["path"].as_str()?.to_string(), v)))
-        .collect();
+    let done = parse_journal(&push.read_text(JOURNAL).unwrap_or_default(), "path");
     let mut job =
         Job { push, opts: CopyOptions { hole_hash_limit, hash: true }, done, manifest: Vec::new(), damaged: false };
     let roots: Vec<String> = if paths.is_empty() { vec!["/".into()] } else { paths.to_vec() };

@@ -359,9 +359,12 @@ pub fn write_atomically<R>(dest: &Path, write: impl FnOnce(&File) -> io::Result<
 /// output file is finished), by the string field `key`. A missing journal is empty; a torn last
 /// line (a crash while appending) is skipped.
 pub fn read_journal(path: &Path, key: &str) -> std::collections::HashMap<String, serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    parse_journal(&std::fs::read_to_string(path).unwrap_or_default(), key)
+}
+
+/// [`read_journal`] of a journal's text (one kept elsewhere, e.g. on an SFTP server).
+pub fn parse_journal(text: &str, key: &str) -> std::collections::HashMap<String, serde_json::Value> {
+    text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| Some((v[key].as_str()?.to_string(), v)))
         .collect()
