@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use vmfs_rescue::block::Source;
 use vmfs_rescue::net::Secret;
-use vmfs_rescue::net::http::{HttpConfig, HttpLimits, HttpServer, HttpVolume, pct, tls::TlsIdentity};
+use vmfs_rescue::net::http::{HttpConfig, HttpLimits, HttpServer, HttpVolume, name_volumes, pct, tls::TlsIdentity};
 use vmfs_rescue::net::nbd::{Limits, NbdExport, NbdServer};
 use vmfs_rescue::vdisk::{self, LocalFiles, VmfsFiles, files::local_path};
 
@@ -144,14 +144,7 @@ fn http(
     if vols.is_empty() {
         bail!("no readable VMFS volume on these sources");
     }
-    // A label that is empty, repeated or not URL-friendly is replaced by the UUID.
-    let names: Vec<String> = vols.iter().map(|v| v.name.clone()).collect();
-    for v in &mut vols {
-        let dup = names.iter().filter(|n| **n == v.name).count() > 1;
-        if v.name.is_empty() || dup || v.name.contains('/') {
-            v.name = v.fs.desc.uuid.to_string();
-        }
-    }
+    name_volumes(&mut vols);
     for v in &vols {
         if v.root != "/" {
             v.fs.lookup(&v.root).map_err(|e| UsageError(format!("--path {}: {e}", v.root)))?;

@@ -42,6 +42,18 @@ pub struct HttpVolume {
     pub root: String,
 }
 
+/// Give each volume a name usable as a URL segment: a label that is empty, repeated or holds
+/// a `/` is replaced by the file system's UUID.
+pub fn name_volumes(vols: &mut [HttpVolume]) {
+    let names: Vec<String> = vols.iter().map(|v| v.name.clone()).collect();
+    for v in vols.iter_mut() {
+        let dup = names.iter().filter(|n| **n == v.name).count() > 1;
+        if v.name.is_empty() || dup || v.name.contains('/') {
+            v.name = v.fs.desc.uuid.to_string();
+        }
+    }
+}
+
 /// Bounds on clients.
 #[derive(Clone, Debug)]
 pub struct HttpLimits {

@@ -4,7 +4,7 @@
 use super::{Worker, lock};
 use crate::hw;
 use crate::net::Secret;
-use crate::net::http::{HttpConfig, HttpLimits, HttpServer, HttpStop, HttpVolume, pct, tls::TlsIdentity};
+use crate::net::http::{HttpConfig, HttpLimits, HttpServer, HttpStop, HttpVolume, name_volumes, pct, tls::TlsIdentity};
 use crate::net::nbd::{Limits, NbdExport, NbdServer, StopHandle};
 use crate::recover::rebuild::{Catalog, Kind, State};
 use crate::tui::app::{ExportKind, ExportState, NicRow};
@@ -85,14 +85,12 @@ impl Worker {
     }
 
     fn start_web(&self, cat: &Catalog, secret: Secret, tls: bool, hosts: &[String]) -> anyhow::Result<Vec<String>> {
-        let mut volumes: Vec<HttpVolume> = Vec::new();
-        for v in &cat.volumes {
-            let mut name = v.name.replace('/', "_");
-            if name.is_empty() || volumes.iter().any(|x| x.name == name) {
-                name = v.fs.desc.uuid.to_string();
-            }
-            volumes.push(HttpVolume { name, fs: Arc::clone(&v.fs), root: "/".into() });
-        }
+        let mut volumes: Vec<HttpVolume> = cat
+            .volumes
+            .iter()
+            .map(|v| HttpVolume { name: v.name.clone(), fs: Arc::clone(&v.fs), root: "/".into() })
+            .collect();
+        name_volumes(&mut volumes);
         anyhow::ensure!(!volumes.is_empty(), "no readable VMFS volume to serve");
         let first = volumes[0].name.clone();
         let identity = if tls {
