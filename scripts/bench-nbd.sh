@@ -18,6 +18,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/bench-data.sh
+. "$REPO/scripts/bench-data.sh"
 cd "$REPO"
 TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
 PROFILE="${PROFILE:-release}"
@@ -25,7 +27,6 @@ if [[ "$PROFILE" == dev ]]; then BIN="$TARGET/debug/vmfs-rescue"; else BIN="$TAR
 WORK="${VMFS_RESCUE_NBD_BENCH_DIR:-$TARGET/bench-nbd}"
 ROUNDS="${ROUNDS:-3}"
 SIZE=$((2 << 30))
-CHUNK=$((64 << 20))
 SECRET="bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
 log() { echo "bench-nbd: $*" >&2; }
@@ -40,22 +41,9 @@ mkdir -p "$WORK"
 if [[ ! -f "$WORK/disk.vmdk" ]]; then
     log "generating a 2 GiB monolithicSparse VMDK (~90% allocated)"
     raw="$WORK/source.raw"
-    rm -f "$raw"
-    truncate -s "$SIZE" "$raw"
-    openssl rand -out "$WORK/rand.bin" "$CHUNK"
-    n=$((SIZE / CHUNK))
-    for ((i = 0; i < n; i++)); do
-        ((i % 10 == 7)) && continue # ~10% holes
-        if ((i % 2 == 0)); then
-            { tail -c +$((i * 4096 + 1)) "$WORK/rand.bin"; head -c $((i * 4096)) "$WORK/rand.bin"; } |
-                dd of="$raw" bs=1M seek=$((i * 64)) conv=notrunc iflag=fullblock status=none
-        else
-            head -c "$CHUNK" /dev/zero | tr '\0' "\\$(printf '%03o' $((i % 255 + 1)))" |
-                dd of="$raw" bs=1M seek=$((i * 64)) conv=notrunc iflag=fullblock status=none
-        fi
-    done
+    make_bench_raw "$raw" "$SIZE"
     qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse "$raw" "$WORK/disk.vmdk"
-    rm -f "$raw" "$WORK/rand.bin"
+    rm -f "$raw"
 fi
 
 log "serving $WORK/disk.vmdk over NBD"

@@ -22,6 +22,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/bench-data.sh
+. "$REPO/scripts/bench-data.sh"
 cd "$REPO"
 TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
 BIN="$TARGET/release/vmfs-rescue"
@@ -30,7 +32,6 @@ ROUNDS="${ROUNDS:-3}"
 INPUTS="${BENCH_INPUTS:-sparse stream chain}"
 FORMATS="${BENCH_FORMATS:-raw qcow2}"
 SIZE=$((4 << 30))
-CHUNK=$((64 << 20))
 
 log() { echo "bench: $*" >&2; }
 for t in qemu-img qemu-io openssl sha256sum cmp; do
@@ -45,26 +46,11 @@ mkdir -p "$WORK"
 if [[ ! -f "$WORK/sparse.vmdk" ]]; then
     log "generating a 4 GiB raw source (~90% allocated)"
     raw="$WORK/source.raw"
-    rm -f "$raw"
-    truncate -s "$SIZE" "$raw"
-    openssl rand -out "$WORK/rand.bin" "$CHUNK"
-    n=$((SIZE / CHUNK))
-    for ((i = 0; i < n; i++)); do
-        ((i % 10 == 7)) && continue # ~10% left as holes
-        if ((i % 2 == 0)); then
-            # random bytes (does not compress), rotated so that chunks differ
-            { tail -c +$((i * 4096 + 1)) "$WORK/rand.bin"; head -c $((i * 4096)) "$WORK/rand.bin"; } |
-                dd of="$raw" bs=1M seek=$((i * 64)) conv=notrunc iflag=fullblock status=none
-        else
-            # patterned bytes (compress well)
-            head -c "$CHUNK" /dev/zero | tr '\0' "\\$(printf '%03o' $((i % 255 + 1)))" |
-                dd of="$raw" bs=1M seek=$((i * 64)) conv=notrunc iflag=fullblock status=none
-        fi
-    done
+    make_bench_raw "$raw" "$SIZE"
     log "qemu-img convert -> monolithicSparse, streamOptimized"
     qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse "$raw" "$WORK/sparse.vmdk.tmp"
     qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$raw" "$WORK/stream.vmdk"
-    rm -f "$raw" "$WORK/rand.bin"
+    rm -f "$raw"
     mv "$WORK/sparse.vmdk.tmp" "$WORK/sparse.vmdk"
 fi
 if [[ ! -f "$WORK/chain-child2.vmdk" ]]; then
