@@ -94,6 +94,8 @@ RESULTS="$OUT/results.txt"
 # --- helpers ------------------------------------------------------------------------------------
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b - a}'; }
+# Whether more than $TIMEOUT seconds have passed since $1 (a `now`).
+timed_out() { awk -v a="$1" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN{exit !(b - a > t)}'; }
 
 # Common QEMU line: q35, TCG, no network (unless NIC names one), serial to a file.
 qemu_base() {
@@ -121,7 +123,7 @@ boot() {
             MARK_AT=$(elapsed "$t0" "$(now)")
             [[ "$mode" == kill ]] && { kill "$pid"; break; }
         fi
-        if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN{exit !(b - a > t)}'; then
+        if timed_out "$t0"; then
             echo "  timeout after ${TIMEOUT}s" >>"$LOGF"
             kill "$pid"
             break
@@ -365,7 +367,7 @@ sc_tui_serial() {
     "${QEMU[@]}" >"$WORK/serial.log.qemu" 2>&1 &
     pid=$!
     while kill -0 "$pid" 2>/dev/null && ! grep -q 'VMFS-RESCUE: tui starting on ttyS0' "$WORK/serial.log" 2>/dev/null; do
-        if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN{exit !(b - a > t)}'; then break; fi
+        if timed_out "$t0"; then break; fi
         sleep 0.2
     done
     TUI_AT=$(elapsed "$t0" "$(now)")
@@ -413,7 +415,7 @@ serve_boot() {
             note "$cmd: answering after $(elapsed "$t0" "$(now)")s"
             return 0
         fi
-        if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN{exit !(b - a > t)}'; then break; fi
+        if timed_out "$t0"; then break; fi
         sleep 1
     done
     fail "$cmd: no answer on port $hport (serial log $serial)"
