@@ -288,6 +288,18 @@ pub enum ExportState {
     Failed(String),
 }
 
+impl ExportState {
+    /// What a press of the export's key leads to: starting it (`true`) when off or failed,
+    /// stopping it when on; nothing while it starts.
+    pub fn toggled(&self) -> Option<(ExportState, bool)> {
+        match self {
+            ExportState::Starting => None,
+            ExportState::Off | ExportState::Failed(_) => Some((ExportState::Starting, true)),
+            ExportState::On(_) => Some((ExportState::Off, false)),
+        }
+    }
+}
+
 /// The Network screen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetView {

@@ -29,25 +29,19 @@ pub fn act(app: &mut App, action: Action) -> Vec<Command> {
             });
         }
         Action::ToggleWeb { tls } => {
-            let on = app.net.web == ExportState::Off || matches!(app.net.web, ExportState::Failed(_));
-            if app.net.web == ExportState::Starting {
-                return vec![];
-            }
+            let Some((next, on)) = app.net.web.toggled() else { return vec![] };
             if on && app.items.is_empty() {
                 app.overlay = Some(Overlay::Message("Nothing to serve yet: no volume is open.".into()));
                 return vec![];
             }
-            app.net.web = if on { ExportState::Starting } else { ExportState::Off };
+            app.net.web = next;
             let kind = ExportKind::Web { tls: if on { tls } else { app.net.web_tls } };
             app.net.web_tls = tls && on;
             return vec![Command::Export { kind, on }];
         }
         Action::ToggleNbd => {
-            let on = app.net.nbd == ExportState::Off || matches!(app.net.nbd, ExportState::Failed(_));
-            if app.net.nbd == ExportState::Starting {
-                return vec![];
-            }
-            app.net.nbd = if on { ExportState::Starting } else { ExportState::Off };
+            let Some((next, on)) = app.net.nbd.toggled() else { return vec![] };
+            app.net.nbd = next;
             return vec![Command::Export { kind: ExportKind::Nbd, on }];
         }
         _ => {}
