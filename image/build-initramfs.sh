@@ -27,15 +27,23 @@ done < <(/bin/busybox --list-full)
 cp -a "$HERE/overlay/." "$ROOT/"
 chmod -R u+rwX,go+rX,go-w "$ROOT"
 
-# vmfs-rescue: stripped; if it is dynamic, its loader and libraries too.
-strip -o "$ROOT/usr/bin/vmfs-rescue" "$BIN"
-chmod 755 "$ROOT/usr/bin/vmfs-rescue"
-if ldd "$BIN" >/dev/null 2>&1; then
-    while read -r lib; do
-        mkdir -p "$ROOT/$(dirname "$lib")"
-        cp -L "$lib" "$ROOT/$lib"
-    done < <(ldd "$BIN" | grep -o '/[^ ]*' | sort -u)
-fi
+# A program, stripped, at /usr/bin/NAME; if it is dynamic, its loader and libraries too.
+add_program() {
+    local src="$1" name="$2"
+    strip -o "$ROOT/usr/bin/$name" "$src"
+    chmod 755 "$ROOT/usr/bin/$name"
+    if ldd "$src" >/dev/null 2>&1; then
+        while read -r lib; do
+            mkdir -p "$ROOT/$(dirname "$lib")"
+            [[ -e "$ROOT/$lib" ]] || cp -L "$lib" "$ROOT/$lib"
+        done < <(ldd "$src" | grep -o '/[^ ]*' | sort -u)
+    fi
+}
+add_program "$BIN" vmfs-rescue
+# ntfs-3g (FUSE): Debian's kernel has no ntfs3 driver, and NTFS is what a Windows admin's
+# results disk usually has. /etc/mtab is where it looks for mounts.
+add_program "$(command -v ntfs-3g)" ntfs-3g
+ln -s /proc/self/mounts "$ROOT/etc/mtab"
 
 # Modules of image/modules.list and their dependencies (kmod resolves them in KROOT).
 mapfile -t MODS < <(sed 's/#.*//; /^[[:space:]]*$/d' "$HERE/modules.list")

@@ -33,7 +33,7 @@ export SOURCE_DATE_EPOCH
 
 # --- Debian packages ------------------------------------------------------------------------
 PKGS=(busybox-static kmod cpio zstd xorriso isolinux syslinux syslinux-common mtools dosfstools
-    gdisk shim-signed grub-efi-amd64-signed kbd console-data binutils)
+    gdisk shim-signed grub-efi-amd64-signed kbd console-data binutils ntfs-3g)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

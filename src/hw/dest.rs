@@ -269,6 +269,26 @@ pub fn mount(dest: &Destination, base: &Path) -> Result<PathBuf, HwError> {
     }
 }
 
+/// Make what was written under `dir` durable: `syncfs` on its file system and, when that file
+/// system is FUSE over a block device (ntfs-3g), an fsync of the device too: FUSE's syncfs does
+/// not reach the program, whose writes sit in the device's page cache.
+pub fn sync_to_disk(dir: &Path) -> std::io::Result<()> {
+    let f = std::fs::File::open(dir)?;
+    nix::unistd::syncfs(&f).map_err(std::io::Error::from)?;
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(dev) = fuse_device_of(&mountinfo(&text), dir) {
+        std::fs::File::open(dev)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The block device under `dir`'s mount when that mount is `fuseblk` (the deepest mount point
+/// that is a prefix of `dir`).
+fn fuse_device_of(mounts: &[Mount], dir: &Path) -> Option<PathBuf> {
+    let m = mounts.iter().filter(|m| dir.starts_with(&m.target)).max_by_key(|m| m.target.components().count())?;
+    (m.fstype == "fuseblk" && m.source.starts_with("/dev/")).then(|| PathBuf::from(&m.source))
+}
+
 /// How to mount a kind: the kernel type and option sets to try in order.
 #[derive(Debug, PartialEq, Eq)]
 pub struct MountPlan {
@@ -333,6 +353,18 @@ mod tests {
         assert_eq!(m[1].fstype, "vfat");
         assert_eq!(m[2].source, "/dev/sdd2");
         assert_eq!(unescape_octal("a\\134b\\777\\0"), "a\\b\\777\\0");
+    }
+
+    #[test]
+    fn fuse_device_is_the_deepest_mount() {
+        let text = "22 1 0:21 / / rw - rootfs rootfs rw\n\
+                    30 22 8:17 / /run/vmfs-rescue/dest/sdb1 rw - fuseblk /dev/sdb1 rw\n\
+                    31 22 8:33 / /run/vmfs-rescue/dest/sdc1 rw - ext4 /dev/sdc1 rw\n";
+        let m = mountinfo(text);
+        let under = |p: &str| fuse_device_of(&m, Path::new(p));
+        assert_eq!(under("/run/vmfs-rescue/dest/sdb1/vmfs-rescue"), Some(PathBuf::from("/dev/sdb1")));
+        assert_eq!(under("/run/vmfs-rescue/dest/sdc1/vmfs-rescue"), None);
+        assert_eq!(under("/tmp"), None);
     }
 
     #[test]

@@ -383,14 +383,16 @@ fn network_screen_exports_to_real_clients() {
     let secret = export_line(&web, "secret: ");
     assert_eq!(secret, export_line(&nbd, "secret: "));
     let filters = |s: &str| s.replace(&secret, "[SECRET]");
-    let mut t = Terminal::new(TestBackend::new(160, 48)).unwrap();
-    t.draw(|f| view::draw(f, &ui.app)).unwrap();
-    insta::with_settings!({
-        filters => vec![(r":\d{4,5}/", ":[PORT]/"), (r"/tmp/[^ │|]*", "[TMP]")],
-        prepend_module_to_snapshot => false,
-    }, {
-        insta::assert_snapshot!("tui_network_on_160x48", filters(&t.backend().to_string()));
-    });
+    for (w, h) in SIZES {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| view::draw(f, &ui.app)).unwrap();
+        insta::with_settings!({
+            filters => vec![(r":\d{4,5}/", ":[PORT]/"), (r"/tmp/[^ │|]*", "[TMP]")],
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!(format!("tui_network_on_{w}x{h}"), filters(&t.backend().to_string()));
+        });
+    }
 
     // NBD: qemu-img pulls the snapshot chain through the URL shown.
     let d = truth.disks.iter().find(|d| d.chain.len() > 1).expect("a disk with a snapshot");

@@ -54,12 +54,6 @@ pub(super) fn block<'a>(app: &App, title: impl Into<String>) -> Block<'a> {
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
-    let mut spans = vec![Span::styled(" vmfs-rescue ", t.title())];
-    for (i, s) in Screen::ALL.iter().enumerate() {
-        let style = if *s == app.screen { t.tab_active() } else { Style::default() };
-        spans.push(Span::raw(" "));
-        spans.push(Span::styled(format!("{} {}", i + 1, s.title()), style));
-    }
     // What runs in the background, on the right.
     let mut status = Vec::new();
     if app.scan.status.active() {
@@ -73,8 +67,25 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     if let Some(b) = &app.busy {
         status.push(format!("{b}..."));
     }
-    let left: usize = spans.iter().map(|s| s.width()).sum();
     let right = status.join(" | ");
+    // On a narrow screen the other tabs shrink to their numbers so the status fits.
+    let tabs = |short: bool| {
+        let mut spans = vec![Span::styled(" vmfs-rescue ", t.title())];
+        for (i, s) in Screen::ALL.iter().enumerate() {
+            let active = *s == app.screen;
+            let style = if active { t.tab_active() } else { Style::default() };
+            let label = if short && !active { format!("{}", i + 1) } else { format!("{} {}", i + 1, s.title()) };
+            spans.push(Span::raw(" "));
+            spans.push(Span::styled(label, style));
+        }
+        spans
+    };
+    let width = |spans: &[Span]| spans.iter().map(|s| s.width()).sum::<usize>();
+    let mut spans = tabs(false);
+    if !right.is_empty() && width(&spans) + right.chars().count() + 2 > area.width as usize {
+        spans = tabs(true);
+    }
+    let left = width(&spans);
     let room = (area.width as usize).saturating_sub(left + 2);
     if !right.is_empty() && room > 4 {
         let r = text::fit(&right, room, app.theme.ascii);
@@ -166,6 +177,26 @@ mod tests {
             a.log(format!("log line {i}"));
         }
         a
+    }
+
+    /// At 80 columns the background jobs' status is shown whole: the other tabs shrink to numbers.
+    #[test]
+    fn tab_line_keeps_the_job_status_whole_at_80_columns() {
+        let mut app = full_app(Theme { mono: false, ascii: false });
+        app.recover.status = JobStatus::Running;
+        app.recover.files_done = 12;
+        app.recover.files_total = 345;
+        app.screen = Screen::Browse;
+        let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        t.draw(|f| draw(f, &app)).unwrap();
+        let top: String = (0..80).map(|x| t.backend().buffer()[(x, 0)].symbol().to_string()).collect();
+        assert!(top.contains("scan 40% | writing 12/345"), "{top}");
+        assert!(top.contains("3 Browse") && top.contains(" 1 2 ") && !top.contains("Hardware"), "{top}");
+        // Wide enough: every tab keeps its name.
+        let mut t = Terminal::new(TestBackend::new(160, 48)).unwrap();
+        t.draw(|f| draw(f, &app)).unwrap();
+        let top: String = (0..160).map(|x| t.backend().buffer()[(x, 0)].symbol().to_string()).collect();
+        assert!(top.contains("1 Hardware") && top.contains("scan 40% | writing 12/345"), "{top}");
     }
 
     /// Every screen and overlay draws at any size, down to a single cell, without a panic.

@@ -551,8 +551,7 @@ impl Worker {
         let opts = output::Options { select, copy: CopyOptions::default(), meter: Some(Arc::clone(&meter)) };
         let result = output::write(&cat, &names, &out, &opts).and_then(|sum| {
             // "Finished" means on the disk: the admin may pull the stick or power off next.
-            let dir = std::fs::File::open(&out)?;
-            nix::unistd::syncfs(&dir).map_err(std::io::Error::from)?;
+            crate::hw::dest::sync_to_disk(&out)?;
             Ok(sum)
         });
         running.store(false, Ordering::Relaxed);
