@@ -303,7 +303,7 @@ fn guest_damage() {
 
     // NTFS (made by mkntfs, filled through ntfs-3g): random damage to the boot sector and the
     // MFT (at 16 KiB): errors or output, no panic.
-    let t = crate::guest_ntfs::ntfs_image(&dir.path().join("ntfs"), 24 << 20, 20);
+    let t = crate::guest_ntfs::ntfs_image(&dir.path().join("ntfs"), 24 << 20, 20, false);
     let good_ntfs = std::fs::read(&t.img).unwrap();
     for round in 0..100u64 {
         let mut b = good_ntfs.clone();

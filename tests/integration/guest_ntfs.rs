@@ -68,8 +68,8 @@ fn setxattr(path: &Path, name: &str, value: &[u8], scratch: &Path) {
 
 /// Make an NTFS volume of `size` bytes in `dir` and fill it through ntfs-3g. `many` small
 /// files go into one folder (hundreds: the index spills into `$INDEX_ALLOCATION` and the MFT
-/// grows).
-pub fn ntfs_image(dir: &Path, size: u64, many: usize) -> NtfsImage {
+/// grows). `fragment`: fill the volume and make a fragmented file in `/frag`.
+pub fn ntfs_image(dir: &Path, size: u64, many: usize, fragment: bool) -> NtfsImage {
     assert!(
         Path::new("/dev/fuse").exists(),
         "NTFS guest tests need FUSE (/dev/fuse) and root to mount the volume with ntfs-3g; CI provides both"
@@ -108,19 +108,6 @@ pub fn ntfs_image(dir: &Path, size: u64, many: usize) -> NtfsImage {
     for i in 0..many {
         put(&format!("many/file number {i:04} with a long name.dat"), rng.bytes(100 + (i * 997) % 9000), &mut files);
     }
-    // Fragmentation: fill with 64 KiB files, delete every other, then write a 1.5 MiB file
-    // that must take the gaps.
-    for i in 0..48 {
-        std::fs::create_dir_all(mnt.join("frag")).unwrap();
-        std::fs::write(mnt.join(format!("frag/filler {i:02}")), rng.bytes(65536)).unwrap();
-    }
-    for i in (0..48).step_by(2) {
-        std::fs::remove_file(mnt.join(format!("frag/filler {i:02}"))).unwrap();
-    }
-    for i in (1..48).step_by(2) {
-        files.push((format!("/frag/filler {i:02}"), std::fs::read(mnt.join(format!("frag/filler {i:02}"))).unwrap()));
-    }
-    put("frag/fragmented.bin", rng.bytes(1_500_000), &mut files);
     // Sparse: 8 MiB with 70000 bytes of data at 5 MiB.
     let mut sparse = vec![0u8; 8 << 20];
     let mid = rng.bytes(70_000);
@@ -152,6 +139,28 @@ pub fn ntfs_image(dir: &Path, size: u64, many: usize) -> NtfsImage {
     let ads_data = rng.bytes(20_000);
     put("with stream.txt", b"main stream".to_vec(), &mut files);
     setxattr(&mnt.join("with stream.txt"), "user.Zone.Identifier", &ads_data, &scratch);
+    if fragment {
+        // Fragmentation: fill the volume with 1 MiB files, remove every other, then write a
+        // file larger than any gap (ntfs-3g appends after its last allocation while it can).
+        std::fs::create_dir_all(mnt.join("frag")).unwrap();
+        let mut n = 0;
+        while n < 1000 {
+            let p = mnt.join(format!("frag/filler {n:03}"));
+            if std::fs::write(&p, rng.bytes(1 << 20)).is_err() {
+                let _ = std::fs::remove_file(&p);
+                break;
+            }
+            n += 1;
+        }
+        for i in (0..n).step_by(2) {
+            std::fs::remove_file(mnt.join(format!("frag/filler {i:03}"))).unwrap();
+        }
+        for i in (1..n).step_by(2) {
+            let p = format!("frag/filler {i:03}");
+            files.push((format!("/{p}"), std::fs::read(mnt.join(&p)).unwrap()));
+        }
+        put("frag/fragmented.bin", rng.bytes(3_500_000), &mut files);
+    }
     // Removed with rm: its record and clusters are freed, the bytes stay.
     let gone = rng.bytes(300_000);
     std::fs::write(mnt.join("Dokumente/gone.bin"), &gone).unwrap();
@@ -232,7 +241,7 @@ fn check_ntfs(what: &str, fs: &dyn GuestFs, t: &NtfsImage) -> usize {
 fn guest_ntfs_raw_vmdk_and_partitioned() {
     let started = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let t = ntfs_image(dir.path(), 96 << 20, 400);
+    let t = ntfs_image(dir.path(), 96 << 20, 400, true);
     let made = started.elapsed();
     let sparse = dir.path().join("sparse.vmdk");
     let stream = dir.path().join("stream.vmdk");
@@ -284,7 +293,7 @@ fn guest_ntfs_raw_vmdk_and_partitioned() {
 #[test]
 fn guest_ntfs_backup_boot_sector() {
     let dir = tempfile::tempdir().unwrap();
-    let t = ntfs_image(dir.path(), 64 << 20, 40);
+    let t = ntfs_image(dir.path(), 64 << 20, 40, false);
     let mut b = std::fs::read(&t.img).unwrap();
     b[..512].fill(0);
     let src: Source = Arc::new(Tolerant::new(MemSource::new("zeroed-boot", b)));
@@ -298,7 +307,7 @@ fn guest_ntfs_backup_boot_sector() {
 #[test]
 fn guest_ntfs_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let t = ntfs_image(dir.path(), 64 << 20, 30);
+    let t = ntfs_image(dir.path(), 64 << 20, 30, false);
     let disk = dir.path().join("disk.vmdk");
     let mbr = dir.path().join("mbr.img");
     mbr_disk(&t.img, &mbr);
