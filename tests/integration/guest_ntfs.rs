@@ -91,7 +91,7 @@ pub fn ntfs_image(dir: &Path, size: u64, many: usize, fragment: bool) -> NtfsIma
     let scratch = dir.join("xattr-value");
     let mut rng = vmfs_rescue::forge::vmdk::SplitMix64::new(11, 3);
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut put = |rel: &str, data: Vec<u8>, files: &mut Vec<(String, Vec<u8>)>| {
+    let put = |rel: &str, data: Vec<u8>, files: &mut Vec<(String, Vec<u8>)>| {
         let p = mnt.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, &data).unwrap();

@@ -217,11 +217,11 @@ impl BlockSource for CompressedFile {
                         fo += r.end - r.start;
                     }
                 }
-                Some(Unit::Compressed(rs)) => {
-                    // Compressed: one bad byte spoils the unit.
-                    if broken.contains(&u) || rs.iter().any(|r| !self.volume.unreadable(r.clone()).is_empty()) {
-                        out.push(whole);
-                    }
+                // Compressed: one bad byte spoils the unit.
+                Some(Unit::Compressed(rs))
+                    if broken.contains(&u) || rs.iter().any(|r| !self.volume.unreadable(r.clone()).is_empty()) =>
+                {
+                    out.push(whole);
                 }
                 _ => {}
             }

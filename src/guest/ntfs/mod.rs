@@ -49,6 +49,8 @@ const MAX_EXTENSIONS: usize = 256;
 const MAX_ATTR_LIST: u64 = 4 << 20;
 /// Largest `$Bitmap` read (2 Gi clusters).
 const MAX_BITMAP: u64 = 256 << 20;
+/// Most clusters of one deleted file checked against `$Bitmap`.
+const MAX_CONFIDENCE_CLUSTERS: u64 = 1 << 26;
 /// Most compression units of one stream (256 GiB at 64 KiB units).
 const MAX_UNITS: u64 = 4 << 20;
 /// The id of the `$Orphans` directory (no MFT record number has bit 63).
@@ -198,8 +200,10 @@ impl Ntfs {
                 mft = mk(&full);
             }
         }
-        let len = mft.len();
-        if len < rs.saturating_mul(FIRST_USER.min(16)) {
+        // The MFT holds no more than its mapped clusters and the volume: a hostile size must
+        // not make the scan read gigabytes of nothing.
+        let len = mft.len().min(mapped_bytes(&attrs, boot)).min(vol.len());
+        if len < rs.saturating_mul(16) {
             return Err(corrupt("NTFS $MFT record 0", at, &name, format!("$MFT is {len} bytes, under 16 records")));
         }
         Ok((mft, len))
@@ -367,11 +371,17 @@ impl Ntfs {
             return Confidence::High; // resident: it lives in the record itself
         };
         let used = |c: u64| bm.get((c / 8) as usize).is_none_or(|b| b >> (c % 8) & 1 != 0);
+        // At most MAX_CONFIDENCE_CLUSTERS looked at; beyond them the answer is Low.
+        let mut budget = MAX_CONFIDENCE_CLUSTERS;
         for &(n, lcn) in &s.runs {
-            if let Lcn::At(l) = lcn
-                && (l..l.saturating_add(n)).take(1 << 24).any(used)
-            {
-                return Confidence::Low;
+            if let Lcn::At(l) = lcn {
+                if n > budget {
+                    return Confidence::Low;
+                }
+                budget -= n;
+                if (l..l.saturating_add(n)).any(used) {
+                    return Confidence::Low;
+                }
             }
         }
         Confidence::High
@@ -380,7 +390,7 @@ impl Ntfs {
     fn read_bitmap(&self) -> Option<Vec<u8>> {
         let (_, attrs) = self.attrs_of(6).ok()?;
         let s = stream_of(&attrs, "", &self.boot.clusters())?;
-        let len = s.size.min(MAX_BITMAP);
+        let len = s.size.min(self.boot.clusters().div_ceil(8)).min(self.vol.len()).min(MAX_BITMAP);
         let f = RunFile::new("$Bitmap", Arc::clone(&self.vol), runs_of(&s, self.boot.cluster_size), len);
         read_vec(&f, 0, len as usize).ok()
     }
@@ -405,6 +415,16 @@ impl Ntfs {
                 && matches!(a.value, Value::NonResident { start_vcn: 0, cu_shift: 1.., .. })
         }))
     }
+}
+
+/// Bytes of the unnamed `$DATA` mapped to clusters (not sparse, not missing).
+fn mapped_bytes(attrs: &[Attr], boot: &Boot) -> u64 {
+    stream_of(attrs, "", &boot.clusters()).map_or(0, |s| {
+        s.runs
+            .iter()
+            .filter(|r| matches!(r.1, Lcn::At(_)))
+            .fold(0u64, |a, r| a.saturating_add(r.0.saturating_mul(boot.cluster_size)))
+    })
 }
 
 /// Where a backup boot sector may be: the volume's last 512-byte sector, the sector after
@@ -450,11 +470,8 @@ fn absorb(node: &mut Node, attrs: &[Attr]) {
                     node.std = Some(ondisk::std_info(v));
                 }
             }
-            AT_DATA if !a.name.is_empty() => {
-                if !node.streams.contains(&a.name) {
-                    node.streams.push(a.name.clone());
-                }
-            }
+            AT_DATA if !a.name.is_empty() && !node.streams.contains(&a.name) => node.streams.push(a.name.clone()),
+            AT_DATA if !a.name.is_empty() => {}
             AT_DATA => match &a.value {
                 Value::Resident(v) => {
                     node.has_data = true;
@@ -485,10 +502,14 @@ fn visible_names(names: &[FileName]) -> Vec<&FileName> {
     out
 }
 
+/// One non-resident piece of a stream: start VCN, compression shift, size, initialized size,
+/// runs.
+type Piece<'a> = (u64, u16, u64, u64, &'a Vec<(u64, Option<u64>)>);
+
 /// The non-resident stream `name` (`""`: the unnamed `$DATA`) from its pieces, sorted by
 /// starting VCN; gaps between pieces are missing clusters. Runs past the volume are missing.
 fn stream_of(attrs: &[Attr], name: &str, clusters: &u64) -> Option<Stream> {
-    let mut pieces: Vec<(u64, u16, u64, u64, &Vec<(u64, Option<u64>)>)> = attrs
+    let mut pieces: Vec<Piece> = attrs
         .iter()
         .filter(|a| a.kind == AT_DATA && a.name == name)
         .filter_map(|a| match &a.value {
@@ -563,7 +584,7 @@ fn value_bytes(vol: &Source, a: &Attr, cs: u64, clusters: &u64) -> Vec<u8> {
             ) else {
                 return Vec::new();
             };
-            let len = s.size.min(MAX_ATTR_LIST);
+            let len = s.size.min(MAX_ATTR_LIST).min(vol.len());
             let f = RunFile::new("attribute list", Arc::clone(vol), runs_of(&s, cs), len);
             read_vec(&f, 0, len as usize).unwrap_or_default()
         }
@@ -693,7 +714,8 @@ mod tests {
             cu_clusters: 16,
         };
         let u = units_of(&s, 512);
-        assert_eq!(u[0], Unit::Compressed(vec![100 * 512..104 * 512]));
+        let first = 100 * 512..104 * 512;
+        assert_eq!(u[0], Unit::Compressed(std::iter::once(first).collect()));
         assert_eq!(u[1], Unit::Hole);
         assert_eq!(u[2], Unit::Plain(vec![200 * 512..210 * 512, 300 * 512..306 * 512]));
     }
