@@ -9,12 +9,15 @@
 //! [`BlockSource`] whose runs point into the volume, so unreadable sectors are reported per guest
 //! file and holes are skipped by copies.
 //!
-//! Readers: [`fat`] (FAT12/16/32, deleted entries), [`ext4`] (ext2/3/4, deleted inodes). NTFS,
-//! exFAT and Linux LVM2 are to come behind the same trait.
+//! Readers: [`fat`] (FAT12/16/32, deleted entries), [`ext4`] (ext2/3/4, deleted inodes),
+//! [`ntfs`] (NTFS: tree from an MFT scan, sparse, compressed and fragmented files, alternate
+//! data streams, deleted records, the backup boot sector). exFAT and Linux LVM2 are to come
+//! behind the same trait.
 
 mod error;
 pub mod ext4;
 pub mod fat;
+pub mod ntfs;
 mod runs;
 
 pub use error::GuestError;
@@ -173,9 +176,12 @@ pub fn open_fs(volume: &Source) -> Result<Box<dyn GuestFs>, GuestError> {
     if head.get(1024..).is_some_and(ext4::looks_like_ext) {
         return Ok(Box::new(ext4::Ext::open(Arc::clone(volume))?));
     }
-    let what = if head.get(3..11) == Some(b"NTFS    ".as_slice()) {
-        Some("NTFS")
-    } else if head.get(3..11) == Some(b"EXFAT   ".as_slice()) {
+    // NTFS, also when only the backup boot sector (the volume's last sector) survives.
+    let backup = volume.len().checked_sub(512).map(|at| read_vec(&**volume, at & !511, 512)).transpose()?;
+    if ntfs::looks_like_ntfs(&head) || backup.as_deref().is_some_and(ntfs::looks_like_ntfs) {
+        return Ok(Box::new(ntfs::Ntfs::open(Arc::clone(volume))?));
+    }
+    let what = if head.get(3..11) == Some(b"EXFAT   ".as_slice()) {
         Some("exFAT")
     } else if head.get(0x218..0x220) == Some(b"LVM2 001".as_slice()) {
         Some("a Linux LVM2 physical volume")

@@ -10,6 +10,7 @@ mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
 mod guest;
+mod guest_ntfs;
 mod hw_inventory;
 mod net_http;
 mod net_nbd;
