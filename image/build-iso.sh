@@ -2,7 +2,7 @@
 # Build the hybrid ISO: boots as a CD and, written to a USB stick, as a disk; BIOS through
 # isolinux, UEFI through shim and Debian's signed GRUB (so Secure Boot may stay on).
 #
-#   build-iso.sh WORK OUT.iso      (WORK holds vmlinuz, initrd.zst and rootfs/ from build.sh)
+#   build-iso.sh WORK OUT.iso      (WORK holds vmlinuz, initrd.img and rootfs/ from build.sh)
 set -euo pipefail
 
 WORK="$1" OUTFILE="$2"

@@ -32,7 +32,7 @@ fi
 export SOURCE_DATE_EPOCH
 
 # --- Debian packages ------------------------------------------------------------------------
-PKGS=(busybox-static kmod cpio zstd xorriso isolinux syslinux syslinux-common mtools dosfstools
+PKGS=(busybox-static kmod cpio lz4 xorriso isolinux syslinux syslinux-common mtools dosfstools
     gdisk shim-signed grub-efi-amd64-signed kbd console-data binutils ntfs-3g)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -92,19 +92,19 @@ fi
 
 # --- initramfs, ISO, USB image ----------------------------------------------------------------
 VERSION="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
-bash "$HERE/build-initramfs.sh" "$KROOT" "$KVER" "$BIN" "$WORK/initrd.zst" "$VERSION, kernel $KPKG $KDEB_VERSION"
+bash "$HERE/build-initramfs.sh" "$KROOT" "$KVER" "$BIN" "$WORK/initrd.img" "$VERSION, kernel $KPKG $KDEB_VERSION"
 cp "$KROOT/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
-touch -d "@$SOURCE_DATE_EPOCH" "$WORK/vmlinuz" "$WORK/initrd.zst"
+touch -d "@$SOURCE_DATE_EPOCH" "$WORK/vmlinuz" "$WORK/initrd.img"
 
 bash "$HERE/build-iso.sh" "$WORK" "$OUT/vmfs-rescue.iso"
 bash "$HERE/build-usb.sh" "$WORK" "$OUT/vmfs-rescue-usb.img" "${VMFS_RESCUE_USB_MIB:-90}"
 
 # For qemu-test (-kernel/-initrd boots) and the Buildroot comparison.
 cp "$WORK/vmlinuz" "$OUT/vmlinuz"
-cp "$WORK/initrd.zst" "$OUT/initrd.zst"
+cp "$WORK/initrd.img" "$OUT/initrd.img"
 
 echo "build.sh: done in $((SECONDS - START)) s ($VERSION, kernel $KVER $KDEB_VERSION)"
-for f in vmfs-rescue.iso vmfs-rescue-usb.img vmlinuz initrd.zst; do
+for f in vmfs-rescue.iso vmfs-rescue-usb.img vmlinuz initrd.img; do
     printf 'build.sh: %-20s %10d bytes (%s MiB)  sha256 %s\n' "$f" "$(stat -c %s "$OUT/$f")" \
         "$(awk -v b="$(stat -c %s "$OUT/$f")" 'BEGIN{printf "%.1f", b/1048576}')" \
         "$(sha256sum "$OUT/$f" | cut -c1-16)"

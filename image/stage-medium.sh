@@ -10,7 +10,7 @@ WORK="$1" DIR="$2"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mkdir -p "$DIR"/{boot/grub,EFI/BOOT,EFI/debian,.disk}
 cp "$WORK/vmlinuz" "$DIR/boot/vmlinuz"
-cp "$WORK/initrd.zst" "$DIR/boot/initrd.zst"
+cp "$WORK/initrd.img" "$DIR/boot/initrd.img"
 cp "$HERE/boot/grub.cfg" "$DIR/boot/grub/grub.cfg"
 cp "$HERE/boot/grub-stub.cfg" "$DIR/EFI/debian/grub.cfg"
 # shim is what the firmware trusts (Microsoft UEFI CA); it loads grubx64.efi beside it. No

@@ -73,7 +73,7 @@ fi
 
 # Rebuild when an input is newer than the ISO (or on --rebuild).
 stale=$rebuild
-for f in vmfs-rescue.iso vmfs-rescue-usb.img vmlinuz initrd.zst; do [[ -f "$IMG/$f" ]] || stale=1; done
+for f in vmfs-rescue.iso vmfs-rescue-usb.img vmlinuz initrd.img; do [[ -f "$IMG/$f" ]] || stale=1; done
 if [[ $stale -eq 0 ]] &&
     [[ -n "$(cd "$REPO" && find image/build*.sh image/stage-medium.sh image/modules.list image/overlay image/boot src Cargo.toml Cargo.lock -newer "$IMG/vmfs-rescue.iso" -print -quit)" ]]; then
     stale=1
@@ -175,7 +175,7 @@ sc_headless_recover() {
     mkfs.ext4 -q -F -L RESCUEOUT "$WORK/target.img"
     hash_source "$WORK/ds.img"
     qemu_base "$WORK/serial.log"
-    QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.zst"
+    QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img"
         -append "$KAPPEND vmfs.target=LABEL=RESCUEOUT vmfs.headless=\"recover @sources --state @out/state --to @out/recovered\""
         -drive "if=none,id=src,file=$WORK/ds.img,format=raw,cache=unsafe" -device megasas,id=hba0 -device scsi-hd,bus=hba0.0,drive=src
         -drive "if=none,id=tgt,file=$WORK/target.img,format=raw,cache=unsafe" -device qemu-xhci,id=usb -device usb-storage,bus=usb.0,drive=tgt)
@@ -237,7 +237,7 @@ sc_hba_matrix() {
     local cmd="volumes @sources"
     [[ $HAVE_DEVICES -eq 1 ]] && cmd="devices --json"
     note "headless command: $cmd"
-    QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.zst" -append "$KAPPEND vmfs.target=LABEL=RESCUEOUT vmfs.headless=\"$cmd\"")
+    QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$KAPPEND vmfs.target=LABEL=RESCUEOUT vmfs.headless=\"$cmd\"")
     boot 'VMFS-RESCUE: headless done rc=' wait "$WORK/serial.log"
     check_sources || true
     grep -Eq 'VMFS-RESCUE: headless done rc=[01]$' <(tr -d '\r' <"$WORK/serial.log") || { fail "headless run did not finish (rc 0 or 1)"; return; }
@@ -362,7 +362,7 @@ sc_tui_serial() {
     fi
     QEMU=(qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 2 -m "$MEM" -display none -monitor none -no-reboot -nic none
         -chardev "socket,id=ser0,path=$WORK/serial.sock,server=on,wait=off,logfile=$WORK/serial.log" -serial chardev:ser0
-        -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.zst" -append "$KAPPEND"
+        -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$KAPPEND"
         -drive "if=none,id=src,file=$WORK/ds.img,format=raw,cache=unsafe" -device megasas,id=hba0 -device scsi-hd,bus=hba0.0,drive=src
         -drive "if=none,id=tgt,file=$WORK/target.img,format=raw,cache=unsafe" -device ich9-ahci,id=ahci -device ide-hd,bus=ahci.0,drive=tgt)
     local t0 pid
@@ -404,7 +404,7 @@ serve_boot() {
     local serial="$1" hport="$2" gport="$3" cmd="$4"
     shift 4
     NIC="user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$hport-:$gport" qemu_base "$serial"
-    QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.zst" -append "$KAPPEND vmfs.net=dhcp vmfs.headless=\"$cmd\""
+    QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$KAPPEND vmfs.net=dhcp vmfs.headless=\"$cmd\""
         -drive "if=none,id=src,file=$WORK/ds.img,format=raw,cache=unsafe" -device virtio-scsi-pci,id=vs -device scsi-hd,bus=vs.0,drive=src)
     local t0
     t0=$(now)

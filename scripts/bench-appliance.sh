@@ -18,7 +18,7 @@ for ((i = 1; i <= ROUNDS; i++)); do
     echo "round $i: boot to TUI ${t}s"
 done
 OUT="$REPO/image/out"
-for f in vmfs-rescue.iso vmfs-rescue-usb.img initrd.zst vmlinuz; do
+for f in vmfs-rescue.iso vmfs-rescue-usb.img initrd.img vmlinuz; do
     printf '%-20s %6.1f MiB (%d bytes)\n' "$f" "$(awk -v b="$(stat -c %s "$OUT/$f")" 'BEGIN{print b/1048576}')" "$(stat -c %s "$OUT/$f")"
 done
 median="$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')"
