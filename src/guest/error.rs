@@ -25,7 +25,7 @@ pub enum GuestError {
         what: String,
     },
     /// No file system this reader knows.
-    #[error("{volume}: no known file system (first bytes {head}); FAT12/16/32 and ext2/3/4 are read")]
+    #[error("{volume}: no known file system (first bytes {head}); FAT12/16/32, exFAT and ext2/3/4 are read")]
     UnknownFs {
         /// The volume's name.
         volume: String,
