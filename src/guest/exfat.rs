@@ -131,6 +131,14 @@ impl Geometry {
         if clusters == 0 || clusters > 0xFFFF_FFF5 {
             return Err(format!("ClusterCount {clusters} (0x5C) out of range"));
         }
+        // The specification's bounds: the FAT holds an entry per cluster, the heap fits the volume.
+        if (u64::from(clusters) + 2) * 4 > fat_len << bps_shift {
+            return Err(format!("ClusterCount {clusters} (0x5C) does not fit FatLength {fat_len} (0x54)"));
+        }
+        let vol_len = u64_at(b, 0x48).ok_or_else(short)?;
+        if heap + (u64::from(clusters) << spc_shift) > vol_len {
+            return Err(format!("ClusterCount {clusters} (0x5C) does not fit VolumeLength {vol_len} (0x48)"));
+        }
         if root < 2 || u64::from(root) >= u64::from(clusters) + 2 {
             return Err(format!("FirstClusterOfRootDirectory {root} (0x60) is not a cluster"));
         }
@@ -500,7 +508,7 @@ impl Bitmap {
         let block = byte / Self::BLOCK;
         let whole = self.bits.get(block * Self::BLOCK..byte)?;
         let mut n = *self.prefix.get(block)? + whole.iter().map(|x| u64::from(x.count_ones())).sum::<u64>();
-        if i % 8 != 0 {
+        if !i.is_multiple_of(8) {
             let mask = (1u8 << (i % 8)) - 1;
             n += u64::from((self.bits.get(byte)? & mask).count_ones());
         }
@@ -597,7 +605,9 @@ mod tests {
         assert!(bad(0x6E, 3).contains("0x6E"));
         assert!(bad(0x20, 1).contains("MustBeZero"));
         assert!(bad(0x60, 0).contains("0x60"));
-        assert!(bad(0x5C + 3, 0xFF).contains("0x60") || bad(0x5C + 3, 0xFF).contains("0x5C"));
+        assert!(bad(0x5C + 3, 0xFF).contains("0x5C"));
+        assert!(bad(0x5C + 1, 0x20).contains("FatLength"));
+        assert!(bad(0x49, 0).contains("VolumeLength"));
         assert!(Geometry::parse(&boot()[..100]).is_err());
     }
 

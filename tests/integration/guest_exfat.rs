@@ -164,6 +164,10 @@ fn check(what: &str, fs: &dyn GuestFs, files: &Written, deleted: &(String, Vec<u
         assert_eq!(sha(&*src), hex(&Sha256::digest(data)), "{what}: {path}");
         assert!(src.unreadable(0..src.len()).is_empty(), "{what}: {path}");
     }
+    // The interleaved files are FAT-chained: bit 32 of an exFAT entry's id marks NoFatChain.
+    for p in ["/frag/A.bin", "/frag/B.bin"] {
+        assert_eq!(guest::lookup(fs, p).unwrap().id >> 32, 0, "{what}: {p} should need a FAT chain");
+    }
     let many = fs.list(&guest::lookup(fs, "/many").unwrap()).unwrap();
     assert_eq!(many.iter().filter(|e| !e.deleted).count(), 300, "{what}: the multi-cluster directory");
     let root = fs.list(&fs.root()).unwrap();
@@ -183,7 +187,6 @@ fn guest_exfat_fuse_raw_vmdk_and_backup_boot() {
     let t = std::time::Instant::now();
     let (img, files, deleted) = exfat_disk(dir.path());
     eprintln!("exFAT disk built in {:?}", t.elapsed());
-    // The fragmented files really are FAT-chained (else this test would not test chains).
     let raw: Source = vmfs_rescue::block::open_path(&img).unwrap();
     check("raw", &*exfat_of(&raw), &files, &deleted);
 
