@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The Debian tools the forge and the tests call: mkfs.ext4/debugfs (e2fsprogs), mkfs.vfat
-# (dosfstools), mcopy (mtools), mkntfs/ntfscp (ntfs-3g), qemu-img (qemu-utils), and the network
+# (dosfstools), mcopy (mtools), mkntfs/ntfscp (ntfs-3g), mkfs.exfat (exfatprogs) with
+# mount.exfat-fuse (exfat-fuse) for the exFAT guest test, pvcreate and friends (lvm2) for the
+# Linux LVM2 guest test, qemu-img (qemu-utils), and the network
 # export's clients: nbdinfo (libnbd-bin), curl; for the SSH source and the SFTP push, the OpenSSH server
 # the tests start on loopback and its ssh-keygen (openssh-server, openssh-client). Installs only what is missing; needs root or sudo
 # for that.
@@ -11,6 +13,7 @@ set -euo pipefail
 declare -A pkg_of=(
     [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs [mkfs.vfat]=dosfstools [mcopy]=mtools
     [mkntfs]=ntfs-3g [ntfscp]=ntfs-3g [qemu-img]=qemu-utils
+    [mkfs.exfat]=exfatprogs [mount.exfat-fuse]=exfat-fuse [pvcreate]=lvm2 [losetup]=mount
     [nbdinfo]=libnbd-bin [curl]=curl [sshd]=openssh-server [ssh-keygen]=openssh-client
 )
 missing=()

@@ -42,6 +42,9 @@ fn open_fs(disk: &Source, t: &GuestTarget) -> Result<Box<dyn GuestFs>> {
             eprintln!("note: partition table: {n}");
         }
     }
+    for n in &g.notes {
+        eprintln!("note: {n}");
+    }
     let vol = match t.part {
         Some(n) => g.volumes.iter().find(|v| v.index == n).with_context(|| {
             let have: Vec<String> = g.volumes.iter().map(|v| v.index.to_string()).collect();
@@ -99,7 +102,10 @@ fn ls(t: &GuestTarget, recursive: bool, json: bool) -> Result<Outcome> {
     let disk = open_disk(&t.src)?;
     if t.part.is_none() && t.guest_path == "/" && !recursive {
         let g = guest::open_disk(&disk)?;
-        if g.table.is_some() {
+        if g.table.is_some() || g.volumes.len() > 1 {
+            for n in &g.notes {
+                eprintln!("note: {n}");
+            }
             for v in &g.volumes {
                 let (fs, label) = match guest::open_fs(&v.source) {
                     Ok(f) => (f.fs_type(), f.label().unwrap_or_default()),

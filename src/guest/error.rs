@@ -25,7 +25,7 @@ pub enum GuestError {
         what: String,
     },
     /// No file system this reader knows.
-    #[error("{volume}: no known file system (first bytes {head}); FAT12/16/32, ext2/3/4 and NTFS are read")]
+    #[error("{volume}: no known file system (first bytes {head}); FAT12/16/32, exFAT, ext2/3/4 and NTFS are read")]
     UnknownFs {
         /// The volume's name.
         volume: String,

@@ -275,7 +275,7 @@ impl Fat {
 }
 
 /// A DOS date and time as Unix seconds (read as UTC). `None` for the zero date.
-fn dos_time(date: u16, time: u16) -> Option<i64> {
+pub(crate) fn dos_time(date: u16, time: u16) -> Option<i64> {
     if date == 0 {
         return None;
     }

@@ -9,14 +9,17 @@
 //! [`BlockSource`] whose runs point into the volume, so unreadable sectors are reported per guest
 //! file and holes are skipped by copies.
 //!
-//! Readers: [`fat`] (FAT12/16/32, deleted entries), [`ext4`] (ext2/3/4, deleted inodes),
-//! [`ntfs`] (NTFS: tree from an MFT scan, sparse, compressed and fragmented files, alternate
-//! data streams, deleted records, the backup boot sector). exFAT and Linux LVM2 are to come
-//! behind the same trait.
+//! Readers: [`fat`] (FAT12/16/32, deleted entries), [`exfat`] (deleted entry sets, the backup
+//! boot region), [`ext4`] (ext2/3/4, deleted inodes), [`ntfs`] (NTFS: tree from an MFT scan,
+//! sparse, compressed and fragmented files, alternate data streams, deleted records, the backup
+//! boot sector). [`lvm2`] turns the Linux LVM2 physical volumes among the partitions (or a whole
+//! disk) into one volume per linear logical volume, numbered after the partitions.
 
 mod error;
+pub mod exfat;
 pub mod ext4;
 pub mod fat;
+pub mod lvm2;
 pub mod ntfs;
 mod runs;
 
@@ -137,8 +140,11 @@ pub struct Volume {
 pub struct GuestDisk {
     /// The partition table, `None` when there is none.
     pub table: Option<PartitionTable>,
-    /// Partitions in table order, or the whole disk.
+    /// Partitions in table order, or the whole disk; then the Linux LVM2 logical volumes of the
+    /// physical volumes among them, numbered after the highest partition number.
     pub volumes: Vec<Volume>,
+    /// What could not be opened as a volume (an LVM2 LV of an unsupported kind, damage).
+    pub notes: Vec<String>,
 }
 
 /// Find the volumes of a guest disk: the partitions of its table, else the whole disk.
@@ -148,7 +154,7 @@ pub fn open_disk(disk: &Source) -> Result<GuestDisk, GuestError> {
     let head = read_vec(&**disk, 0, disk.len().min(512) as usize)?;
     let boot_sector = fat::looks_like_fat(&head) || matches!(head.get(3..11), Some(b"NTFS    " | b"EXFAT   "));
     let table = if boot_sector { None } else { read_partition_table(&**disk)?.filter(|t| !t.partitions.is_empty()) };
-    let volumes = match &table {
+    let mut volumes: Vec<Volume> = match &table {
         Some(t) => t
             .partitions
             .iter()
@@ -162,7 +168,10 @@ pub fn open_disk(disk: &Source) -> Result<GuestDisk, GuestError> {
             .collect(),
         None => vec![Volume { index: 0, describe: "whole disk".into(), start: 0, source: Arc::clone(disk) }],
     };
-    Ok(GuestDisk { table, volumes })
+    let first_lv = volumes.iter().map(|v| v.index).max().unwrap_or(0).saturating_add(1);
+    let (lvs, notes) = lvm2::logical_volumes(&volumes, first_lv);
+    volumes.extend(lvs);
+    Ok(GuestDisk { table, volumes, notes })
 }
 
 /// Recognise the file system of `volume` and open it.
@@ -176,20 +185,18 @@ pub fn open_fs(volume: &Source) -> Result<Box<dyn GuestFs>, GuestError> {
     if head.get(1024..).is_some_and(ext4::looks_like_ext) {
         return Ok(Box::new(ext4::Ext::open(Arc::clone(volume))?));
     }
+    // exFAT: also when only the backup boot region (sector 12) survives.
+    if head.get(3..11) == Some(b"EXFAT   ".as_slice()) || exfat::has_backup_boot(&**volume) {
+        return Ok(Box::new(exfat::Exfat::open(Arc::clone(volume))?));
+    }
     // NTFS, also when only the backup boot sector (the volume's last sector) survives.
     let backup = volume.len().checked_sub(512).map(|at| read_vec(&**volume, at & !511, 512)).transpose()?;
     if ntfs::looks_like_ntfs(&head) || backup.as_deref().is_some_and(ntfs::looks_like_ntfs) {
         return Ok(Box::new(ntfs::Ntfs::open(Arc::clone(volume))?));
     }
-    let what = if head.get(3..11) == Some(b"EXFAT   ".as_slice()) {
-        Some("exFAT")
-    } else if head.get(0x218..0x220) == Some(b"LVM2 001".as_slice()) {
-        Some("a Linux LVM2 physical volume")
-    } else {
-        None
-    };
-    if let Some(what) = what {
-        return Err(GuestError::Unsupported { volume: name, what: format!("{what} is not read yet") });
+    if lvm2::label_sector(&head).is_some() {
+        let what = "a Linux LVM2 physical volume: its logical volumes are volumes of their own".into();
+        return Err(GuestError::Unsupported { volume: name, what });
     }
     let hex: String = head.iter().take(16).map(|b| format!("{b:02x}")).collect();
     Err(GuestError::UnknownFs { volume: name, head: hex })

@@ -10,6 +10,8 @@ mod forge_scenarios;
 mod forged_double_indirect;
 mod forged_lfb;
 mod guest;
+mod guest_exfat;
+mod guest_lvm2;
 mod guest_ntfs;
 mod hw_inventory;
 mod net_http;
