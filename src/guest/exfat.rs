@@ -312,17 +312,9 @@ impl Exfat {
     /// The runs of a FAT chain from `first`, up to `limit` bytes (it ends at an end mark, a bad
     /// or out-of-range entry, a loop, or `limit`: what is short becomes missing).
     fn chain_runs(&self, first: u32, limit: u64) -> Vec<Run> {
-        let mut runs = Vec::new();
-        let mut pos = 0u64;
-        let mut c = first;
-        let mut seen = 0u64;
-        while self.valid(c) && pos < limit && seen <= u64::from(self.geo.clusters) {
-            seen += 1;
-            runs.push(Run { offset: pos, len: self.geo.cluster_size, target: Target::Volume(self.cluster_offset(c)) });
-            pos += self.geo.cluster_size;
-            c = self.fat.get(c as usize).copied().unwrap_or(0);
-        }
-        runs
+        let place = |c| self.valid(c).then(|| self.cluster_offset(c));
+        let next = |c: u32| self.fat.get(c as usize).copied();
+        super::runs::chain_runs(first, limit, self.geo.cluster_size, u64::from(self.geo.clusters), place, next)
     }
 
     /// `len` bytes contiguous from cluster `first`, cut at the heap's end (the rest missing).

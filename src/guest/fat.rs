@@ -222,20 +222,12 @@ impl Fat {
     /// The runs of a live chain from `first`, up to `limit` bytes (the chain ends at its end
     /// mark, a bad or free entry, a loop, or `limit`: what is short becomes missing).
     fn chain_runs(&self, first: u32, limit: u64) -> Vec<Run> {
-        let mut runs = Vec::new();
-        let mut pos = 0u64;
-        let mut c = first;
-        let mut seen = 0u64;
-        while self.valid(c) && pos < limit && seen <= self.bpb.clusters {
-            seen += 1;
-            runs.push(Run { offset: pos, len: self.bpb.cluster_size, target: Target::Volume(self.cluster_offset(c)) });
-            pos += self.bpb.cluster_size;
-            match self.next(c) {
-                Next::Cluster(n) => c = n,
-                _ => break,
-            }
-        }
-        runs
+        let place = |c| self.valid(c).then(|| self.cluster_offset(c));
+        let next = |c| match self.next(c) {
+            Next::Cluster(n) => Some(n),
+            _ => None,
+        };
+        super::runs::chain_runs(first, limit, self.bpb.cluster_size, self.bpb.clusters, place, next)
     }
 
     /// The runs of a deleted file: `len` bytes contiguous from `first`, and how sure that is.

@@ -27,6 +27,34 @@ pub struct Run {
     pub target: Target,
 }
 
+/// The runs of a FAT-style cluster chain (FAT12/16/32, exFAT) from `first`, one cluster each, up
+/// to `limit` bytes. `place` gives a cluster's byte offset on the volume (`None` when out of
+/// range), `next` the cluster after it (`None` at an end mark, a bad or free entry). A loop in
+/// the table ends after `clusters` steps; what the chain does not cover becomes missing.
+pub(crate) fn chain_runs(
+    first: u32,
+    limit: u64,
+    cluster_size: u64,
+    clusters: u64,
+    place: impl Fn(u32) -> Option<u64>,
+    next: impl Fn(u32) -> Option<u32>,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let (mut pos, mut seen) = (0u64, 0u64);
+    let mut c = Some(first);
+    while let Some(cl) = c
+        && let Some(at) = place(cl)
+        && pos < limit
+        && seen <= clusters
+    {
+        seen += 1;
+        runs.push(Run { offset: pos, len: cluster_size, target: Target::Volume(at) });
+        pos += cluster_size;
+        c = next(cl);
+    }
+    runs
+}
+
 /// A file made of runs over a volume.
 pub struct RunFile {
     name: String,
