@@ -432,11 +432,7 @@ impl Exfat {
             mtime: t(0x0C, Some(0x15), 0x17),
             atime: t(0x10, None, 0x18),
             ctime: t(0x08, Some(0x14), 0x16),
-            mode: Some(match kind {
-                Kind::Dir => 0o040755,
-                _ if attr & 0x01 != 0 => 0o100444,
-                _ => 0o100644,
-            }),
+            mode: Some(super::fat::dos_mode(kind, attr & 0x01 != 0)),
             deleted,
             confidence,
             streams: Vec::new(),

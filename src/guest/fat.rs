@@ -266,6 +266,15 @@ impl Fat {
     }
 }
 
+/// Unix mode bits for a FAT or exFAT entry: the read-only attribute (bit 0) drops the write bits.
+pub(crate) fn dos_mode(kind: Kind, read_only: bool) -> u32 {
+    match kind {
+        Kind::Dir => 0o040755,
+        _ if read_only => 0o100444,
+        _ => 0o100644,
+    }
+}
+
 /// A DOS date and time as Unix seconds (read as UTC). `None` for the zero date.
 pub(crate) fn dos_time(date: u16, time: u16) -> Option<i64> {
     if date == 0 {
@@ -388,12 +397,7 @@ pub fn parse_dir(fat: Option<&Fat>, bytes: &[u8], fat32: bool) -> Vec<Entry> {
             mtime: dos_time(u(0x18), u(0x16)),
             atime: dos_time(u(0x12), 0),
             ctime: dos_time(u(0x10), u(0x0E)),
-            // Read-only attribute: no write bits.
-            mode: Some(match kind {
-                Kind::Dir => 0o040755,
-                _ if attr & 0x01 != 0 => 0o100444,
-                _ => 0o100644,
-            }),
+            mode: Some(dos_mode(kind, attr & 0x01 != 0)),
             deleted,
             confidence,
             streams: Vec::new(),
