@@ -15,6 +15,7 @@
 //! boot sector). [`lvm2`] turns the Linux LVM2 physical volumes among the partitions (or a whole
 //! disk) into one volume per linear logical volume, numbered after the partitions.
 
+mod bitmap;
 mod error;
 pub mod exfat;
 pub mod ext4;

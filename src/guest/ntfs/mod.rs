@@ -30,6 +30,7 @@
 pub mod lznt1;
 pub mod ondisk;
 
+use super::bitmap::Bitmap;
 use super::error::corrupt;
 use super::{Confidence, Entry, GuestError, GuestFs, Kind, Run, RunFile, Target};
 use crate::block::{MemSource, Source, Tolerant, read_vec};
@@ -105,7 +106,7 @@ pub struct Ntfs {
     records: u64,
     label: Option<String>,
     tree: OnceLock<Tree>,
-    bitmap: OnceLock<Option<Vec<u8>>>,
+    bitmap: OnceLock<Option<Bitmap>>,
 }
 
 impl Ntfs {
@@ -370,7 +371,6 @@ impl Ntfs {
         let Some(s) = stream_of(&attrs, "", &self.boot.clusters()) else {
             return Confidence::High; // resident: it lives in the record itself
         };
-        let used = |c: u64| bm.get((c / 8) as usize).is_none_or(|b| b >> (c % 8) & 1 != 0);
         // At most MAX_CONFIDENCE_CLUSTERS looked at; beyond them the answer is Low.
         let mut budget = MAX_CONFIDENCE_CLUSTERS;
         for &(n, lcn) in &s.runs {
@@ -379,7 +379,7 @@ impl Ntfs {
                     return Confidence::Low;
                 }
                 budget -= n;
-                if (l..l.saturating_add(n)).any(used) {
+                if bm.allocated(l, l.saturating_add(n)) != Some(0) {
                     return Confidence::Low;
                 }
             }
@@ -387,12 +387,12 @@ impl Ntfs {
         Confidence::High
     }
 
-    fn read_bitmap(&self) -> Option<Vec<u8>> {
+    fn read_bitmap(&self) -> Option<Bitmap> {
         let (_, attrs) = self.attrs_of(6).ok()?;
         let s = stream_of(&attrs, "", &self.boot.clusters())?;
         let len = s.size.min(self.boot.clusters().div_ceil(8)).min(self.vol.len()).min(MAX_BITMAP);
         let f = RunFile::new("$Bitmap", Arc::clone(&self.vol), runs_of(&s, self.boot.cluster_size), len);
-        read_vec(&f, 0, len as usize).ok()
+        read_vec(&f, 0, len as usize).ok().map(Bitmap::new)
     }
 
     /// How many runs of clusters the unnamed `$DATA` of `file` has (0 when resident): a
