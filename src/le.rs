@@ -5,6 +5,12 @@
 
 use std::fmt;
 
+/// UTF-16LE text, unpaired surrogates replaced (a trailing odd byte ignored).
+pub fn utf16le(b: &[u8]) -> String {
+    let units = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()
+}
+
 /// `N` bytes at `off`, if the slice holds them.
 pub fn bytes<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
     b.get(off..off.checked_add(N)?)?.try_into().ok()

@@ -213,7 +213,7 @@ impl Ntfs {
     fn volume_label(&self) -> Option<String> {
         let (_, attrs) = self.attrs_of(3).ok()?;
         attrs.iter().find(|a| a.kind == AT_VOLUME_NAME).and_then(|a| match &a.value {
-            Value::Resident(v) => Some(ondisk::utf16(v)).filter(|s| !s.is_empty()),
+            Value::Resident(v) => Some(crate::le::utf16le(v)).filter(|s| !s.is_empty()),
             _ => None,
         })
     }

@@ -6,7 +6,7 @@
 //! Offsets follow the public NTFS documentation (the Linux-NTFS project's "NTFS documentation",
 //! Microsoft's `FILE_RECORD_SEGMENT_HEADER`/`ATTRIBUTE_RECORD_HEADER` pages).
 
-use crate::le::{u16_at, u32_at, u64_at};
+use crate::le::{u16_at, u32_at, u64_at, utf16le as utf16};
 
 /// Largest MFT record size accepted (Windows uses 1024 or 4096).
 pub const MAX_RECORD_SIZE: u64 = 64 << 10;
@@ -225,12 +225,6 @@ pub struct Attr {
     pub value: Value,
     /// Offset of the attribute in its record (for error messages).
     pub at: usize,
-}
-
-/// Decode UTF-16LE (unpaired surrogates replaced).
-pub fn utf16(b: &[u8]) -> String {
-    let units = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
-    char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()
 }
 
 /// The attributes of a fixed-up record. A broken attribute ends the list (what came before is

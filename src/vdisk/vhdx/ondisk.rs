@@ -5,6 +5,7 @@
 //! error names the field's offset inside the structure.
 
 use super::crc32c;
+use crate::le::utf16le;
 
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
@@ -281,11 +282,6 @@ pub struct ParentLocator {
     /// `KeyLength`, `ValueLength` (u16, bytes). Keys: `parent_linkage`, `parent_linkage2`,
     /// `relative_path`, `volume_path`, `absolute_win32_path`.
     pub entries: Vec<(String, String)>,
-}
-
-fn utf16le(b: &[u8]) -> String {
-    let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
-    String::from_utf16_lossy(&units)
 }
 
 impl ParentLocator {
