@@ -40,7 +40,7 @@ pub struct Destination {
 /// Every partition or unpartitioned disk with a writable file system, sources and VMFS disks
 /// refused. `sources` are the paths opened as sources (devices or image files).
 pub fn destinations(inv: &Inventory, sources: &[PathBuf]) -> Vec<Destination> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map(|t| mountinfo(&t)).unwrap_or_default();
+    let mounts = current_mounts();
     destinations_with(inv, sources, &mounts)
 }
 
@@ -151,6 +151,11 @@ pub struct Mount {
     pub fstype: String,
     /// The mount source (`/dev/sdc1`), after the type.
     pub source: String,
+}
+
+/// This process's mounts (none when `/proc` cannot be read).
+fn current_mounts() -> Vec<Mount> {
+    std::fs::read_to_string("/proc/self/mountinfo").map(|t| mountinfo(&t)).unwrap_or_default()
 }
 
 /// Parse `/proc/self/mountinfo`: `ID PARENT MAJ:MIN ROOT TARGET OPTIONS [OPTIONAL...] - TYPE
@@ -275,8 +280,7 @@ pub fn mount(dest: &Destination, base: &Path) -> Result<PathBuf, HwError> {
 pub fn sync_to_disk(dir: &Path) -> std::io::Result<()> {
     let f = std::fs::File::open(dir)?;
     nix::unistd::syncfs(&f).map_err(std::io::Error::from)?;
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if let Some(dev) = fuse_device_of(&mountinfo(&text), dir) {
+    if let Some(dev) = fuse_device_of(&current_mounts(), dir) {
         std::fs::File::open(dev)?.sync_all()?;
     }
     Ok(())
