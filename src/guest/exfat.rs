@@ -31,7 +31,7 @@ use super::bitmap::Bitmap;
 use super::error::corrupt;
 use super::{Confidence, Entry, GuestError, GuestFs, Kind, Run, RunFile, Target};
 use crate::block::{BlockSource, Source, read_vec};
-use crate::le::{u16_at, u32_at, u64_at};
+use crate::le::{u8_at, u16_at, u32_at, u64_at};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -469,8 +469,9 @@ impl Exfat {
     }
 }
 
+/// A byte field, 0 when past the slice (entries are 32 bytes, so only damage gets there).
 fn u8_of(b: &[u8], o: usize) -> u8 {
-    b.get(o).copied().unwrap_or(0)
+    u8_at(b, o).unwrap_or(0)
 }
 
 impl GuestFs for Exfat {
