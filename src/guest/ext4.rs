@@ -5,8 +5,10 @@
 //! Offsets from the kernel's `Documentation/filesystems/ext4/` pages: superblock at volume byte
 //! 1024 (inodes 0x00, blocks 0x04 + 0x150 hi, first data block 0x14, log block size 0x18,
 //! blocks/inodes per group 0x20/0x28, magic 0xEF53 at 0x38, revision 0x4C, inode size 0x58,
-//! incompat features 0x60, label 0x78, descriptor size 0xFE); group descriptors in the block
-//! after the superblock's (inode table 0x08 + 0x28 hi, flags 0x12, unused inodes 0x1C); inodes
+//! compat/incompat/ro_compat features 0x5C/0x60/0x64, label 0x78, descriptor size 0xFE, first
+//! meta group 0x104); group descriptors in the blocks after the superblock's, or with meta_bg
+//! in the first block (after a superblock backup) of each meta group's first group (block
+//! bitmap 0x00 + 0x20 hi, inode table 0x08 + 0x28 hi, flags 0x12, unused inodes 0x1C); inodes
 //! (mode 0x00, size 0x04 + 0x6C hi, times 0x08/0x0C/0x10, dtime 0x14, links 0x1A, flags 0x20,
 //! i_block 0x28, 60 bytes).
 //!
@@ -16,7 +18,8 @@
 //! Deleted files: an inode with a deletion time, no links, and a block map or extent tree that
 //! still holds entries (as `debugfs rm` and ext2/3 leave them) is listed as deleted, under the
 //! name a directory-entry remnant in a directory's slack space gives it, else as `#<inode>` in
-//! the root directory.
+//! the root directory. Its confidence comes from the block bitmaps: High when every block its
+//! map names is free, Low when one is in use again (probably overwritten).
 
 use super::error::corrupt;
 use super::{Confidence, Entry, GuestError, GuestFs, Kind, Run, RunFile, Target};
@@ -39,6 +42,14 @@ const INCOMPAT_META_BG: u32 = 0x10;
 const INCOMPAT_EXTENTS: u32 = 0x40;
 const INCOMPAT_64BIT: u32 = 0x80;
 const INCOMPAT_ENCRYPT: u32 = 0x10000;
+const RO_COMPAT_SPARSE_SUPER: u32 = 0x1;
+/// Group descriptor flag: the block bitmap was never initialised (every block free but the
+/// group's own metadata).
+const BG_BLOCK_UNINIT: u16 = 0x2;
+/// Most blocks whose bitmap bits a deleted file's confidence looks at.
+const MAX_CONFIDENCE_BLOCKS: u64 = 1 << 26;
+/// Most block bitmaps kept in memory.
+const MAX_CACHED_BITMAPS: usize = 4096;
 const FLAG_EXTENTS: u32 = 0x8_0000;
 const FLAG_INLINE: u32 = 0x1000_0000;
 
@@ -66,6 +77,14 @@ pub struct Super {
     pub desc_size: u64,
     /// Block of the first group descriptor.
     pub gdt_block: u64,
+    /// The first data block (1 on volumes with 1 KiB blocks, else 0).
+    pub first_data_block: u64,
+    /// Blocks per group.
+    pub blocks_per_group: u32,
+    /// Read-only compatible features.
+    pub ro_compat: u32,
+    /// With meta_bg: the first meta group whose descriptors live in its own groups.
+    pub first_meta_bg: u32,
     /// Label.
     pub label: Option<String>,
     /// ext2, ext3 or ext4 by features.
@@ -101,10 +120,11 @@ impl Super {
         if !(32..=1024).contains(&desc_size) || !desc_size.is_power_of_two() {
             return Err(format!("group descriptor size {desc_size} (0xFE) is not a power of two in 32..1024"));
         }
-        if incompat & INCOMPAT_META_BG != 0 {
-            return Err("meta_bg group descriptors (incompat 0x10) are not read yet".into());
-        }
         let first_data = u64::from(g32(0x14)?);
+        let bpg = g32(0x20)?;
+        if bpg == 0 || u64::from(bpg) > 8 * block_size {
+            return Err(format!("blocks per group {bpg} (0x20) is zero or more than a bitmap block holds"));
+        }
         let compat = g32(0x5C)?;
         let label = b
             .get(0x78..0x88)
@@ -126,6 +146,10 @@ impl Super {
             incompat,
             desc_size,
             gdt_block: first_data + 1,
+            first_data_block: first_data,
+            blocks_per_group: bpg,
+            ro_compat: g32(0x64)?,
+            first_meta_bg: if incompat & INCOMPAT_META_BG != 0 { g32(0x104)? } else { u32::MAX },
             label,
             flavour,
         })
@@ -170,12 +194,58 @@ impl Inode {
     }
 }
 
+impl Super {
+    /// Whether group `g` holds a superblock backup (all groups, or with sparse_super groups 0,
+    /// 1 and the powers of 3, 5 and 7).
+    fn has_super(&self, g: u64) -> bool {
+        let power_of = |n: u64| {
+            let mut p = n;
+            while p < g {
+                p *= n;
+            }
+            p == g
+        };
+        self.ro_compat & RO_COMPAT_SPARSE_SUPER == 0 || g <= 1 || power_of(3) || power_of(5) || power_of(7)
+    }
+
+    /// Where the group descriptors of `groups` groups are: `(byte offset, count)` spans in
+    /// group order. Without meta_bg they follow the superblock; with it, meta group `m` (a
+    /// block's worth of descriptors) from `first_meta_bg` on sits in the first block of its
+    /// first group, after that group's superblock backup.
+    fn descriptor_spans(&self, groups: u64) -> Vec<(u64, u64)> {
+        let per = self.block_size / self.desc_size;
+        let classic = groups.min(u64::from(self.first_meta_bg).saturating_mul(per));
+        let mut spans = vec![(self.gdt_block * self.block_size, classic)];
+        let mut g = classic;
+        while g < groups {
+            let block = self.first_data_block + g * u64::from(self.blocks_per_group) + u64::from(self.has_super(g));
+            spans.push((block.saturating_mul(self.block_size), per.min(groups - g)));
+            g += per;
+        }
+        spans
+    }
+}
+
+/// What the reader keeps of a group descriptor.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    /// Block of the inode table.
+    table: u64,
+    /// Inodes in use at the start of the table (the rest was never used: uninit_bg).
+    used_inodes: u32,
+    /// Block of the block bitmap.
+    bitmap: u64,
+    /// The block bitmap was never initialised.
+    block_uninit: bool,
+}
+
 /// An open ext2/3/4 volume.
 pub struct Ext {
     vol: Source,
     sb: Super,
-    /// Inode table block of each group.
-    tables: Vec<(u64, u32)>,
+    groups: Vec<Group>,
+    /// Block bitmaps read so far, by group (`None`: unreadable).
+    bitmaps: std::sync::Mutex<HashMap<u64, Option<Arc<Vec<u8>>>>>,
     /// Deleted inodes not named by a remnant, found on first use.
     orphans: OnceLock<Vec<Entry>>,
 }
@@ -193,30 +263,35 @@ impl Ext {
             tracing::warn!("{name}: encrypted directories are listed with their encrypted names");
         }
         let groups = u64::from(sb.inodes).div_ceil(u64::from(sb.inodes_per_group));
-        let gdt_at = sb.gdt_block * sb.block_size;
-        let gdt_len = groups * sb.desc_size;
-        if gdt_at.checked_add(gdt_len).is_none_or(|e| e > vol.len()) || gdt_len > 256 << 20 {
-            return Err(corrupt(
-                "ext group descriptors",
-                gdt_at,
-                &name,
-                format!("{groups} groups reach past the volume"),
-            ));
+        if groups * sb.desc_size > 256 << 20 {
+            return Err(corrupt("ext group descriptors", 1024, &name, format!("{groups} groups is absurd")));
         }
-        let gdt = read_vec(&*vol, gdt_at, gdt_len as usize)?;
-        let tables = gdt
+        let mut gdt = Vec::new();
+        for (at, count) in sb.descriptor_spans(groups) {
+            let len = count * sb.desc_size;
+            if at.checked_add(len).is_none_or(|e| e > vol.len()) {
+                let what = format!("{count} group descriptors reach past the volume");
+                return Err(corrupt("ext group descriptors", at, &name, what));
+            }
+            gdt.extend(read_vec(&*vol, at, len as usize)?);
+        }
+        let groups = gdt
             .chunks_exact(sb.desc_size as usize)
             .map(|d| {
-                let hi = if sb.desc_size >= 64 { u64::from(u32_at(d, 0x28).unwrap_or(0)) } else { 0 };
-                let table = u64::from(u32_at(d, 0x08).unwrap_or(0)) | hi << 32;
-                // Inodes never used at the end of the group (uninit_bg): the scan skips them.
+                let hi = |o| if sb.desc_size >= 64 { u64::from(u32_at(d, o).unwrap_or(0)) << 32 } else { 0 };
                 let flags = u16_at(d, 0x12).unwrap_or(0);
+                // Inodes never used at the end of the group (uninit_bg): the scan skips them.
                 let unused =
                     if flags & 0x1 != 0 { sb.inodes_per_group } else { u32::from(u16_at(d, 0x1C).unwrap_or(0)) };
-                (table, sb.inodes_per_group.saturating_sub(unused))
+                Group {
+                    table: u64::from(u32_at(d, 0x08).unwrap_or(0)) | hi(0x28),
+                    used_inodes: sb.inodes_per_group.saturating_sub(unused),
+                    bitmap: u64::from(u32_at(d, 0x00).unwrap_or(0)) | hi(0x20),
+                    block_uninit: flags & BG_BLOCK_UNINIT != 0,
+                }
             })
             .collect();
-        Ok(Self { vol, sb, tables, orphans: OnceLock::new() })
+        Ok(Self { vol, sb, groups, bitmaps: Default::default(), orphans: OnceLock::new() })
     }
 
     /// The checked superblock.
@@ -230,7 +305,7 @@ impl Ext {
             return Err(corrupt("ext inode", 0, &name, format!("inode number {num} is out of range")));
         }
         let idx = num - 1;
-        let (table, _) = self.tables.get((idx / self.sb.inodes_per_group) as usize).copied().unwrap_or((0, 0));
+        let table = self.groups.get((idx / self.sb.inodes_per_group) as usize).map_or(0, |g| g.table);
         let at = table
             .checked_mul(self.sb.block_size)
             .and_then(|t| t.checked_add(u64::from(idx % self.sb.inodes_per_group) * self.sb.inode_size))
@@ -401,10 +476,62 @@ impl Ext {
             ctime: t(0x0C),
             mode: Some(u32::from(ino.mode())),
             deleted,
-            confidence: deleted.then_some(Confidence::Medium),
+            confidence: deleted.then(|| self.deleted_confidence(ino)),
             streams: Vec::new(),
             id: u64::from(ino.num),
         }
+    }
+
+    /// Whether block `b` is in use by the block bitmaps (`None`: the bitmap is unreadable).
+    fn block_used(&self, b: u64) -> Option<bool> {
+        let Some(rel) = b.checked_sub(self.sb.first_data_block) else { return Some(true) };
+        let bpg = u64::from(self.sb.blocks_per_group);
+        let (g, i) = (rel / bpg, rel % bpg);
+        let group = self.groups.get(g as usize)?;
+        if group.block_uninit {
+            return Some(false);
+        }
+        let mut cache = self.bitmaps.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_BITMAPS && !cache.contains_key(&g) {
+            cache.clear();
+        }
+        let bits = cache
+            .entry(g)
+            .or_insert_with(|| {
+                let at = self.block_at(group.bitmap)?;
+                read_vec(&*self.vol, at, self.sb.block_size as usize).ok().map(Arc::new)
+            })
+            .clone()?;
+        Some(bits.get((i / 8) as usize)? >> (i % 8) & 1 == 1)
+    }
+
+    /// How sure a deleted inode's content is: High when every block its map names is free in
+    /// the block bitmaps, Low when one is in use again or lies outside the volume, Medium when
+    /// the bitmaps cannot tell.
+    fn deleted_confidence(&self, ino: &Inode) -> Confidence {
+        let bs = self.sb.block_size;
+        let mut looked = 0u64;
+        let mut unsure = false;
+        for r in self.runs(ino, ino.size()) {
+            match r.target {
+                Target::Hole => {}
+                Target::Missing => return Confidence::Low,
+                Target::Volume(at) => {
+                    for b in at / bs..(at + r.len).div_ceil(bs) {
+                        looked += 1;
+                        if looked > MAX_CONFIDENCE_BLOCKS {
+                            return Confidence::Medium;
+                        }
+                        match self.block_used(b) {
+                            Some(true) => return Confidence::Low,
+                            Some(false) => {}
+                            None => unsure = true,
+                        }
+                    }
+                }
+            }
+        }
+        if unsure { Confidence::Medium } else { Confidence::High }
     }
 
     /// Whether a deleted inode still maps content.
@@ -423,7 +550,7 @@ impl Ext {
         let mut out = Vec::new();
         let mut looked = 0u64;
         let isz = self.sb.inode_size;
-        for (g, &(table, used)) in self.tables.iter().enumerate() {
+        for (g, &Group { table, used_inodes: used, .. }) in self.groups.iter().enumerate() {
             if looked >= MAX_SCAN_INODES || table == 0 {
                 continue;
             }

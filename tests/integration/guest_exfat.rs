@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use vmfs_rescue::block::{BlockSource, Source};
 use vmfs_rescue::extract::{CopyOptions, Sink, copy};
-use vmfs_rescue::guest::{self, GuestFs, Kind};
+use vmfs_rescue::guest::{self, Confidence, GuestFs, Kind};
 use vmfs_rescue::vdisk::{self, LocalFiles};
 
 /// The partition's start on the test disk (1 MiB, as partitioning tools align it).
@@ -135,15 +135,67 @@ fn exfat_disk(dir: &Path) -> (PathBuf, Written, (String, Vec<u8>)) {
         files.push(("/frag/A.bin".into(), a));
         files.push(("/frag/B.bin".into(), b));
     }
+    // Two more interleaved files; C.bin is deleted below (a deleted FAT-chained file).
+    {
+        use std::io::Write;
+        for _ in 0..8 {
+            for n in ["C.bin", "D.bin"] {
+                let p = mnt.join("frag").join(n);
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .unwrap()
+                    .write_all(&rng.bytes(5000))
+                    .unwrap();
+            }
+        }
+    }
+    // Three clusters whose ValidDataLength is cut to 5000 after unmount (as Windows leaves a
+    // preallocated file): bytes past it read as zeros.
+    let prealloc = rng.bytes(3 * 4096);
+    std::fs::write(mnt.join("prealloc.bin"), &prealloc).unwrap();
+    let mut want = prealloc[..PREALLOC_VALID].to_vec();
+    want.resize(prealloc.len(), 0);
+    files.push(("/prealloc.bin".into(), want));
     let deleted = rng.bytes(654_321);
     std::fs::write(mnt.join("to be deleted.bin"), &deleted).unwrap();
     std::fs::write(mnt.join("after the deleted one.txt"), b"still here\n").unwrap();
     files.push(("/after the deleted one.txt".into(), b"still here\n".to_vec()));
     run(&mut Command::new("sync"));
     std::fs::remove_file(mnt.join("to be deleted.bin")).unwrap();
+    std::fs::remove_file(mnt.join("frag/C.bin")).unwrap();
     drop(m);
     drop(dev);
+    set_valid_data_length(&img, "prealloc.bin", PREALLOC_VALID as u64);
     (img, files, ("/to be deleted.bin".into(), deleted))
+}
+
+/// ValidDataLength given to `/prealloc.bin`.
+const PREALLOC_VALID: usize = 5000;
+
+/// Set the ValidDataLength of the root file `name` (at most 15 characters: one name entry) in
+/// the image's exFAT partition, and recompute its entry set's checksum.
+fn set_valid_data_length(img: &Path, name: &str, valid: u64) {
+    let mut disk = std::fs::read(img).unwrap();
+    let utf16: Vec<u8> = name.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    assert!(name.len() <= 15);
+    // The name entry (0xC1) holds the name from byte 2; the set is File, Stream, Name.
+    let set_at = (PART_START as usize..disk.len() - 64)
+        .step_by(32)
+        .find(|&e| disk[e] == 0xC1 && disk[e + 2..].starts_with(&utf16) && disk[e - 64] == 0x85)
+        .map(|e| e - 64)
+        .unwrap_or_else(|| panic!("{name}: entry set not found"));
+    let set = &mut disk[set_at..set_at + 96];
+    assert_eq!((set[1], set[32]), (2, 0xC0), "{name}: one stream and one name entry");
+    set[32 + 8..32 + 16].copy_from_slice(&valid.to_le_bytes());
+    let sum = set
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2 && *i != 3)
+        .fold(0u16, |s, (_, &b)| s.rotate_right(1).wrapping_add(u16::from(b)));
+    set[2..4].copy_from_slice(&sum.to_le_bytes());
+    std::fs::write(img, disk).unwrap();
 }
 
 fn exfat_of(disk: &Source) -> Box<dyn GuestFs> {
@@ -176,6 +228,17 @@ fn check(what: &str, fs: &dyn GuestFs, files: &Written, deleted: &(String, Vec<u
     assert_eq!(d.size, deleted.1.len() as u64);
     assert!(d.confidence.is_some(), "{what}");
     assert_eq!(sha(&*fs.open(d, None).unwrap()), hex(&Sha256::digest(&deleted.1)), "{what}: deleted file");
+    // Past ValidDataLength: not data (a hole), read as zeros (checked with the files above).
+    let pre = fs.open(&guest::lookup(fs, "/prealloc.bin").unwrap(), None).unwrap();
+    let data: u64 = pre.data_ranges(0..pre.len()).iter().map(|r| r.end - r.start).sum();
+    assert_eq!(data, PREALLOC_VALID as u64, "{what}: prealloc.bin data stops at ValidDataLength");
+    // A deleted FAT-chained file: exfat-fuse frees its FAT chain with it, so where its clusters
+    // were is unknown. It is listed, never with High confidence, and never as another file.
+    let frag = fs.list(&guest::lookup(fs, "/frag").unwrap()).unwrap();
+    let c = frag.iter().find(|e| e.name == "C.bin").unwrap_or_else(|| panic!("{what}: deleted C.bin listed"));
+    assert!(c.deleted && c.size == 40_000, "{what}: {c:?}");
+    assert!(matches!(c.confidence, Some(Confidence::Medium | Confidence::Low)), "{what}: {c:?}");
+    assert!(frag.iter().any(|e| e.name == "D.bin" && !e.deleted), "{what}");
     eprintln!("{what}: {} files byte-exact, deleted file recovered ({:?})", files.len(), d.confidence);
     files.len()
 }

@@ -4,7 +4,7 @@
 //! after the second was created so it has two segments. Device-mapper cannot map the LVs here,
 //! so an ext4 image made by `mkfs.ext4 -d` is written into each LV's extents at the offsets
 //! lvm's own `pvs`/`vgs`/`lvs --segments` print. Then every file is read back through
-//! `open_disk`/`open_fs` and the CLI.
+//! `open_disk`/`open_fs` (from the raw disk and a streamOptimized VMDK of it) and the CLI.
 //!
 //! Needs root and a loop device; fails (never skips) without them.
 
@@ -14,8 +14,10 @@ use sha2::{Digest, Sha256};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use vmfs_rescue::block::Source;
 use vmfs_rescue::guest::{self, Kind};
+use vmfs_rescue::vdisk::{self, LocalFiles};
 
 const PART_START: u64 = 1 << 20;
 const DISK_SIZE: u64 = 64 << 20;
@@ -132,6 +134,22 @@ fn guest_lvm2_linear_lvs_from_lvm_tools() {
             assert!(src.unreadable(0..src.len()).is_empty());
             n += 1;
         }
+    }
+
+    // The same disk as a streamOptimized VMDK: the LVs open through the virtual-disk engine.
+    let vmdk = dir.path().join("lvm.vmdk");
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized"])
+        .arg(&img)
+        .arg(&vmdk));
+    let vdisk: Source = Arc::new(vdisk::open(&LocalFiles, &vdisk::files::local_path(&vmdk)).unwrap());
+    let g = guest::open_disk(&vdisk).unwrap();
+    assert_eq!(g.volumes.len(), 3);
+    let fs = guest::open_fs(&g.volumes[2].source).unwrap();
+    for (p, d) in root_files.iter() {
+        let e = guest::lookup(&*fs, p).unwrap();
+        assert_eq!(sha(&*fs.open(&e, None).unwrap()), hex(&Sha256::digest(d)), "VMDK: {p}");
+        n += 1;
     }
 
     // The CLI: `guest ls` lists the LVs; ls and cat reach their files.
