@@ -19,10 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-/// Size of one read.
-const CHUNK: u64 = 8 << 20;
+/// Size of one read. 1 MiB pieces stay in the CPU caches while the writer and the hasher take
+/// them from the reader (8 MiB ones did not: `guest extract` of a 512 MiB file took 3.0–3.8 s
+/// with 8 MiB and 1.3–2.0 s with 1 MiB on the same loaded VM); devices read ahead anyway.
+const CHUNK: u64 = 1 << 20;
 /// Chunks in flight between the stages.
-const DEPTH: usize = 4;
+const DEPTH: usize = 8;
 /// How many data ranges are asked for at once (bounds memory on fragmented huge files).
 const MAP_WINDOW: u64 = 64 << 30;
 
