@@ -715,6 +715,37 @@ impl Ext {
 mod tests {
     use super::*;
 
+    fn meta_bg_super() -> Super {
+        let mut b = vec![0u8; 1024];
+        b[0x38..0x3A].copy_from_slice(&0xEF53u16.to_le_bytes());
+        b[0x00..0x04].copy_from_slice(&2048u32.to_le_bytes()); // inodes
+        b[0x04..0x08].copy_from_slice(&65536u32.to_le_bytes()); // blocks
+        b[0x14..0x18].copy_from_slice(&1u32.to_le_bytes()); // first data block (1 KiB blocks)
+        b[0x20..0x24].copy_from_slice(&1024u32.to_le_bytes()); // blocks per group
+        b[0x28..0x2C].copy_from_slice(&32u32.to_le_bytes()); // inodes per group
+        b[0x4C] = 1;
+        b[0x58..0x5A].copy_from_slice(&256u16.to_le_bytes());
+        b[0x60..0x64].copy_from_slice(&(INCOMPAT_META_BG | INCOMPAT_64BIT).to_le_bytes());
+        b[0x64] = RO_COMPAT_SPARSE_SUPER as u8;
+        b[0xFE..0x100].copy_from_slice(&64u16.to_le_bytes());
+        b[0x104..0x108].copy_from_slice(&1u32.to_le_bytes()); // first meta group
+        Super::parse(&b).unwrap()
+    }
+
+    #[test]
+    fn meta_bg_descriptors_sit_in_their_meta_groups() {
+        let sb = meta_bg_super();
+        // 16 descriptors per 1 KiB block; meta group 0 is classic (after the superblock), then
+        // groups 16 (no backup), 32 (none), 48 (none); 25 and 27 would have one.
+        assert_eq!(
+            sb.descriptor_spans(64),
+            vec![(2 * 1024, 16), (16385 * 1024, 16), (32769 * 1024, 16), (49153 * 1024, 16)]
+        );
+        assert_eq!(sb.descriptor_spans(20), vec![(2 * 1024, 16), (16385 * 1024, 4)]);
+        assert!([0, 1, 3, 5, 7, 9, 25, 27, 49, 125, 343].iter().all(|&g| sb.has_super(g)));
+        assert!([2, 4, 6, 8, 10, 16, 26, 48].iter().all(|&g| !sb.has_super(g)));
+    }
+
     #[test]
     fn bad_superblocks_name_the_field() {
         let mut b = vec![0u8; 1024];
