@@ -163,6 +163,85 @@ impl Inner {
         Ok(out)
     }
 
+    /// Run `command` and hand its standard output on in pieces of `sizes` bytes (one per
+    /// call, in order) through `out`, which holds at most a few: while nobody takes them, the
+    /// channel's window closes and the remote command waits. Ends when `sizes` is exhausted,
+    /// when the receiver is gone, or with an error for the piece the output fell short of.
+    pub(super) async fn stream(
+        &self,
+        command: &str,
+        mut sizes: impl Iterator<Item = usize>,
+        out: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    ) {
+        let short = |why: String| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why);
+        let mut ch = match self.handle.channel_open_session().await {
+            Ok(ch) => ch,
+            Err(e) => {
+                let _ = out.send(Err(std::io::Error::other(format!("{}: SSH: {e}", self.host)))).await;
+                return;
+            }
+        };
+        if let Err(e) = ch.exec(false, command).await {
+            let _ = out.send(Err(std::io::Error::other(format!("{}: SSH: {e}", self.host)))).await;
+            return;
+        }
+        let Some(mut want) = sizes.next() else { return };
+        let mut piece = Vec::with_capacity(want);
+        let mut stderr = Vec::new();
+        loop {
+            let msg = match tokio::time::timeout(self.timeout, ch.wait()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) => {
+                    let why = format!("`{command}`: no data within {} s", self.timeout.as_secs());
+                    let _ = out.send(Err(std::io::Error::other(why))).await;
+                    let _ = ch.close().await;
+                    return;
+                }
+            };
+            match msg {
+                ChannelMsg::Data { data } => {
+                    let mut data = &data[..];
+                    while !data.is_empty() {
+                        let n = data.len().min(want - piece.len());
+                        piece.extend_from_slice(&data[..n]);
+                        data = &data[n..];
+                        if piece.len() == want {
+                            if out.send(Ok(std::mem::take(&mut piece))).await.is_err() {
+                                let _ = ch.close().await;
+                                return;
+                            }
+                            match sizes.next() {
+                                Some(w) => {
+                                    want = w;
+                                    piece = Vec::with_capacity(want);
+                                }
+                                None => {
+                                    let _ = ch.close().await;
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    let room = MAX_STDERR.saturating_sub(stderr.len());
+                    stderr.extend_from_slice(&data[..data.len().min(room)]);
+                }
+                ChannelMsg::Eof | ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        let err = String::from_utf8_lossy(&stderr).trim().to_string();
+        let why = format!(
+            "`{command}` ended {} bytes into a {want}-byte piece{}",
+            piece.len(),
+            if err.is_empty() { String::new() } else { format!(": {err}") }
+        );
+        let _ = out.send(Err(short(why))).await;
+        let _ = ch.close().await;
+    }
+
     /// A command that must succeed: its standard output, else an error with its stderr.
     pub(super) async fn check(&self, command: &str, max_out: usize) -> Result<Vec<u8>, SshError> {
         let o = self.exec(command, max_out).await?;
@@ -208,6 +287,22 @@ impl SshSession {
             // Larger windows than the default: reads of MiBs per command without stalls.
             window_size: 16 << 20,
             nodelay: true,
+            // AES-GCM first: servers and this client have AES in hardware, where it outruns
+            // ChaCha20 (russh's first choice), and a scan pushes every byte through it.
+            preferred: russh::Preferred {
+                cipher: std::borrow::Cow::Owned(
+                    [russh::cipher::AES_256_GCM, russh::cipher::CHACHA20_POLY1305]
+                        .into_iter()
+                        .chain(russh::Preferred::DEFAULT.cipher.iter().copied())
+                        .fold(Vec::new(), |mut v, c| {
+                            if !v.contains(&c) {
+                                v.push(c);
+                            }
+                            v
+                        }),
+                ),
+                ..russh::Preferred::DEFAULT
+            },
             ..Default::default()
         };
         let conn = |error| SshError::Connect { host: host.to_string(), error };

@@ -1,10 +1,12 @@
-//! A remote device or image read with `dd` over SSH exec channels, with read-ahead.
+//! A remote device or image read with `dd` over SSH exec channels.
 //!
-//! Each read of 4 MiB is one `dd if=PATH bs=4194304 skip=N count=1`: plain operands that
-//! ESXi's busybox `dd` knows too. One command per chunk costs a round trip and a process on the
-//! far side, so once reads go in order a few next chunks are fetched ahead on their own
-//! channels (OpenSSH allows 10 per connection); a scan is then bound by bandwidth, not by the
-//! round trip. Small random reads (VMFS metadata) hit the chunks kept in memory.
+//! Random reads (VMFS metadata) fetch one 4 MiB chunk each: `dd if=PATH bs=4194304 skip=N
+//! count=1`, plain operands that ESXi's busybox `dd` knows too, and keep the last few chunks for
+//! reads that come back to them. Once reads go in order (two chunks in a row, or the caller
+//! says so), one long `dd if=PATH bs=4194304 skip=N` streams the rest: a command per chunk
+//! cost a round trip and a process start on the far side each (about 140 ms), which held a scan
+//! to a fraction of what the link carries. The stream holds at most [`AHEAD`] chunks: while
+//! nobody reads, the SSH window closes and the remote `dd` waits. A read elsewhere ends it.
 //!
 //! A chunk that fails is remembered: reads inside it then ask `dd` for exactly their sectors
 //! (`bs=512`), so the `Tolerant` layer above narrows the failure down to the sector as it does
@@ -14,7 +16,7 @@
 use super::session::Inner;
 use super::{SshError, SshOptions, SshSession, SshTarget, parse_size, shell_quote};
 use crate::block::RawSource;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -22,8 +24,8 @@ use tokio::task::JoinHandle;
 
 /// Bytes per remote read.
 const CHUNK: u64 = 4 << 20;
-/// Chunks fetched ahead once reads go in order.
-const AHEAD: u64 = 4;
+/// Chunks a stream holds ahead of the reader.
+const AHEAD: usize = 4;
 /// Remote commands at once (OpenSSH's MaxSessions is 10; leave room for others).
 const CHANNELS: usize = 7;
 /// Fetched chunks kept for reads that come back to them.
@@ -33,13 +35,32 @@ const MAX_BAD: usize = 4096;
 
 type Fetch = JoinHandle<io::Result<Vec<u8>>>;
 
+/// A long `dd` handing over consecutive chunks from `next` on; dropping it stops the command.
+struct Stream {
+    next: u64,
+    rx: tokio::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 #[derive(Default)]
 struct State {
     ready: VecDeque<(u64, Arc<Vec<u8>>)>,
-    pending: HashMap<u64, Fetch>,
+    stream: Option<Stream>,
     bad: BTreeSet<u64>,
     last: Option<u64>,
     run: u32,
+}
+
+/// How a read gets its chunk.
+enum Plan {
+    Fetch(Fetch),
+    Stream(Stream),
 }
 
 /// A file or block device on an SSH host, read-only.
@@ -120,30 +141,50 @@ impl SshSource {
         Ok(n)
     }
 
-    /// Follow the reading pattern: after two chunks in order, keep [`AHEAD`] next ones fetching;
-    /// fetches far from where reads now go are dropped.
-    fn read_ahead(&self, st: &mut State, idx: u64) {
+    /// Start streaming chunks from `idx` to the end.
+    fn stream_from(&self, idx: u64) -> Stream {
+        let len = self.len;
+        let sizes = (idx..len.div_ceil(CHUNK)).map(move |i| CHUNK.min(len - i * CHUNK) as usize);
+        let cmd = format!("dd if={} bs={CHUNK} skip={idx}", shell_quote(&self.path));
+        let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+        let (inner, slots) = (Arc::clone(&self.inner), Arc::clone(&self.slots));
+        let task = self.session.runtime().spawn(async move {
+            let Ok(_permit) = slots.acquire_owned().await else { return };
+            inner.stream(&cmd, sizes, tx).await;
+        });
+        Stream { next: idx, rx, task }
+    }
+
+    /// Follow the reading pattern: `run` counts chunks read in order (after two, a stream).
+    fn follow(st: &mut State, idx: u64) {
         if st.last != Some(idx) {
             // `last` is None at the start, or after `advise_sequential` (which sets `run`).
             let next = st.last.map_or(st.run >= 2, |l| idx == l + 1);
             st.run = if next { st.run.saturating_add(1) } else { 0 };
             st.last = Some(idx);
         }
-        st.pending.retain(|&i, f| {
-            let keep = i >= idx && i <= idx + 2 * AHEAD;
-            if !keep {
-                f.abort();
+    }
+
+    /// Chunk `idx` by `plan`; a stream that breaks there gets one fetch of the chunk alone.
+    fn get(&self, idx: u64, plan: Plan) -> io::Result<Vec<u8>> {
+        let mut s = match plan {
+            Plan::Fetch(f) => return self.wait(f),
+            Plan::Stream(s) => s,
+        };
+        match self.session.runtime().block_on(s.rx.recv()) {
+            Some(Ok(data)) => {
+                s.next += 1;
+                if let Ok(mut st) = self.state.lock() {
+                    st.stream = Some(s);
+                }
+                Ok(data)
             }
-            keep
-        });
-        if st.run < 2 {
-            return;
-        }
-        let chunks = self.len.div_ceil(CHUNK);
-        for i in idx + 1..=(idx + AHEAD).min(chunks.saturating_sub(1)) {
-            if !st.pending.contains_key(&i) && !st.ready.iter().any(|(r, _)| *r == i) && !st.bad.contains(&i) {
-                let f = self.spawn(i);
-                st.pending.insert(i, f);
+            broke => {
+                if let Some(Err(e)) = broke {
+                    tracing::debug!(source = %self.name, chunk = idx, error = %e, "remote stream broke");
+                }
+                drop(s);
+                self.wait(self.spawn(idx))
             }
         }
     }
@@ -173,22 +214,28 @@ impl RawSource for SshSource {
             return Ok(0);
         }
         let idx = offset / CHUNK;
-        let fetch = {
+        let plan = {
             let mut st = self.state.lock().map_err(|_| io::Error::other("poisoned"))?;
             if st.bad.contains(&idx) {
                 drop(st);
                 return self.read_sectors(offset, buf);
             }
-            self.read_ahead(&mut st, idx);
             if let Some((_, data)) = st.ready.iter().find(|(i, _)| *i == idx) {
                 return Ok(copy_out(data, offset - idx * CHUNK, buf));
             }
-            match st.pending.remove(&idx) {
-                Some(f) => f,
-                None => self.spawn(idx),
+            Self::follow(&mut st, idx);
+            if st.run >= 2 {
+                match st.stream.take() {
+                    Some(s) if s.next == idx => Plan::Stream(s),
+                    _ => Plan::Stream(self.stream_from(idx)),
+                }
+            } else {
+                // A read elsewhere: a stream left running would hold the connection's buffers.
+                st.stream = None;
+                Plan::Fetch(self.spawn(idx))
             }
         };
-        match self.wait(fetch) {
+        match self.get(idx, plan) {
             Ok(data) => {
                 let data = Arc::new(data);
                 let n = copy_out(&data, offset - idx * CHUNK, buf);
@@ -228,9 +275,7 @@ fn copy_out(data: &[u8], at: u64, buf: &mut [u8]) -> usize {
 impl Drop for SshSource {
     fn drop(&mut self) {
         if let Ok(mut st) = self.state.lock() {
-            for (_, f) in st.pending.drain() {
-                f.abort();
-            }
+            st.stream = None;
         }
     }
 }
