@@ -228,3 +228,56 @@ fn push_over_sftp_then_resume_an_interrupted_file() {
     assert!(!err.contains(&format!("{}: continued", big.path)), "{err}");
     assert_eq!(sha256_file(&remote), *big.sha256.as_ref().unwrap(), "restarted {}", big.path);
 }
+
+/// The streaming read path of an `ssh://` source: sequential reads (streamed by one long `dd`)
+/// and jumps (one `dd` per chunk) give the file's bytes; when the remote file shrinks under a
+/// stream, reads past its new end fail promptly (the chunk is marked, the next read of it asks
+/// by the sector) and reads before it still succeed.
+#[test]
+fn ssh_source_streams_and_fails_cleanly_when_the_file_shrinks() {
+    use vmfs_rescue::block::RawSource;
+    use vmfs_rescue::block::ssh::{Auth, HostKeyCheck, SshOptions, SshSource, parse_url};
+    let Some(sshd) = Sshd::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("remote.bin");
+    const MIB: usize = 1 << 20;
+    let data: Vec<u8> = (0..200 * MIB).map(|i| (i / 4096 % 251) as u8 ^ (i % 7) as u8).collect();
+    std::fs::write(&img, &data).unwrap();
+    let opts = SshOptions {
+        host_key: HostKeyCheck::Expect(sshd.host_fp.clone()),
+        auth: Auth { key_file: Some(sshd.user_key.clone()), ..Default::default() },
+        timeout: Duration::from_secs(20),
+    };
+    let src = SshSource::open(&parse_url(&sshd.url("ssh", &img), "ssh").unwrap(), &opts).unwrap();
+    assert_eq!(src.len(), data.len() as u64);
+    let read = |at: usize, n: usize| {
+        let mut b = vec![0u8; n];
+        src.pread(at as u64, &mut b).map(|got| {
+            b.truncate(got);
+            b
+        })
+    };
+    // In order (the third chunk on is streamed), with jumps back and far ahead in between.
+    for at in (0..48 * MIB).step_by(MIB / 2) {
+        assert_eq!(read(at, 300_000).unwrap(), data[at..at + 300_000], "at {at}");
+        if at % (8 * MIB) == 0 {
+            let far = 150 * MIB + at;
+            assert_eq!(read(far, 4096).unwrap(), data[far..far + 4096], "jump to {far}");
+        }
+    }
+    let t = Instant::now();
+    // Shrink to 98 MiB, inside the chunk at 96 MiB: a stream from 92 MiB serves 92..96, then
+    // falls short there; that chunk is then read by the sector: bytes before the cut come
+    // back, bytes after it do not.
+    std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(98 * MIB as u64).unwrap();
+    assert_eq!(read(60 * MIB, 1000).unwrap(), data[60 * MIB..60 * MIB + 1000]);
+    for at in [92 * MIB, 93 * MIB, 94 * MIB, 95 * MIB] {
+        assert_eq!(read(at, 4096).unwrap(), data[at..at + 4096], "at {at}");
+    }
+    assert!(read(96 * MIB, 4096).is_err(), "the short chunk fails as a whole first");
+    assert_eq!(read(96 * MIB, 4096).unwrap(), data[96 * MIB..96 * MIB + 4096], "then by the sector");
+    assert_eq!(read(98 * MIB - 512, 512).unwrap(), data[98 * MIB - 512..98 * MIB]);
+    assert!(read(98 * MIB, 512).is_ok_and(|b| b.is_empty()) || read(98 * MIB, 512).is_err(), "nothing past the cut");
+    assert!(read(104 * MIB, 4096).is_err(), "a chunk past the cut fails");
+    assert!(t.elapsed() < Duration::from_secs(15), "failures are prompt: {:?}", t.elapsed());
+}
