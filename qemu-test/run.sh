@@ -84,10 +84,6 @@ if [[ $stale -eq 1 ]]; then
 fi
 # The guest's own binary also forges on the host (same code, same version).
 VR="$IMG/work/rootfs/usr/bin/vmfs-rescue"
-HAVE_TUI=0
-"$VR" tui --help >/dev/null 2>&1 && HAVE_TUI=1
-HAVE_DEVICES=0
-"$VR" devices --help >/dev/null 2>&1 && HAVE_DEVICES=1
 
 mkdir -p "$OUT"
 RESULTS="$OUT/results.txt"
@@ -234,8 +230,7 @@ sc_hba_matrix() {
     # The FAT results disk, on its own virtio-blk.
     mkfs.vfat -C -n RESCUEOUT "$WORK/fat.img" 65536 >/dev/null
     QEMU+=(-drive "if=none,id=tg,file=$WORK/fat.img,format=raw,cache=unsafe" -device virtio-blk-pci,drive=tg)
-    local cmd="volumes @sources"
-    [[ $HAVE_DEVICES -eq 1 ]] && cmd="devices --json"
+    local cmd="devices --json"
     note "headless command: $cmd"
     QEMU+=(-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$KAPPEND vmfs.target=LABEL=RESCUEOUT vmfs.headless=\"$cmd\"")
     boot 'VMFS-RESCUE: headless done rc=' wait "$WORK/serial.log"
@@ -264,24 +259,22 @@ sc_hba_matrix() {
     for drv in mptsas megaraid_sas sym53c8xx vmw_pvscsi ahci nvme xhci_hcd; do
         grep -q "^pci .* driver=$drv\$" "$inv" || fail "controller with driver $drv not listed"
     done
-    if [[ $HAVE_DEVICES -eq 1 ]]; then
-        # Each disk under a controller with the expected driver, read-only; the mptsas HBA listed.
-        local msg
-        if ! msg="$(printf '%s\n' "${HBA_MATRIX[@]}" | python3 "$HERE/check_devices.py" "$run/output.txt" 2>&1)"; then
-            fail "devices --json: $msg"
-        else
-            note "devices --json: $msg"
-        fi
+    # Each disk under a controller with the expected driver, read-only; the mptsas HBA listed.
+    local msg
+    if ! msg="$(printf '%s\n' "${HBA_MATRIX[@]}" | python3 "$HERE/check_devices.py" "$run/output.txt" 2>&1)"; then
+        fail "devices --json: $msg"
+    else
+        note "devices --json: $msg"
     fi
 }
 
-# Interactive boots: up to the TUI (or, while the build has none, its shell fallback) on ttyS0.
+# Interactive boots: up to the TUI on ttyS0.
 TUI_MARK='VMFS-RESCUE: tui starting on ttyS0'
 interactive_checks() { # $1 = expected boot medium disk (an ERE)
     [[ -n "$MARK_AT" ]] || { fail "no TUI marker on the serial console"; return; }
     grep -Eq "VMFS-RESCUE: boot medium $1" "$WORK/serial.log" || fail "boot medium $1 not recognised: $(grep -a 'boot medium' "$WORK/serial.log" | tr -d '\r')"
     grep -q 'VMFS-RESCUE: all disks read-only' "$WORK/serial.log" || fail "no read-only sweep"
-    [[ $HAVE_TUI -eq 1 ]] && ! grep -q 'tui starting on ttyS0' "$WORK/serial.log" && fail "tui exists but did not start"
+    grep -q 'tui starting on ttyS0' "$WORK/serial.log" || fail "the TUI did not start"
     note "boot to TUI marker: ${MARK_AT}s"
     TUI_AT=$MARK_AT
 }
@@ -344,10 +337,6 @@ sc_usb_settings() {
         fail "the boot stick ($bootdev) was given as a source, or not found"
 }
 sc_tui_serial() {
-    if [[ $HAVE_TUI -eq 0 ]]; then
-        SKIP_REASON="vmfs-rescue has no tui command"
-        return 0
-    fi
     # The TUI on the serial console, driven by keys as over serial-over-LAN: list the HBAs and
     # disks, deep-scan, mark the deleted VM, write it to the NTFS disk labelled RESCUEOUT (the
     # TUI mounts it with ntfs-3g: Debian's kernel has no ntfs3), then the host reads the files
