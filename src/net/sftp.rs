@@ -80,7 +80,7 @@ impl SftpPush {
             ..Default::default()
         };
         let sftp = session.runtime().block_on(SftpSession::new_with_config(stream, cfg)).map_err(|e| {
-            PushError::Sftp { host: session.host().into(), op: "start", path: String::new(), error: e.to_string() }
+            PushError::Sftp { host: session.host(), op: "start", path: String::new(), error: e.to_string() }
         })?;
         let root = if target.path.len() > 1 { target.path.trim_end_matches('/').to_string() } else { "/".into() };
         let push = Self { sftp, root, session };
@@ -89,7 +89,7 @@ impl SftpPush {
     }
 
     fn err(&self, op: &'static str, path: &str, e: impl std::fmt::Display) -> PushError {
-        PushError::Sftp { host: self.session.host().into(), op, path: path.into(), error: e.to_string() }
+        PushError::Sftp { host: self.session.host(), op, path: path.into(), error: e.to_string() }
     }
 
     /// The remote path of `rel` (a "/"-separated path below the destination folder).

@@ -72,6 +72,12 @@ impl Sshd {
         Some(Self { child, port, user, user_key: d.join("user"), host_fp, _dir: dir })
     }
 
+    /// End every open connection (the per-connection sshd processes); keep listening.
+    pub fn drop_connections(&self) {
+        let st = Command::new("pkill").args(["-KILL", "-P", &self.child.id().to_string()]).status().unwrap();
+        assert!(st.success(), "no connection to drop");
+    }
+
     /// `SCHEME://user@127.0.0.1:PORT` + path.
     pub fn url(&self, scheme: &str, path: &Path) -> String {
         format!("{scheme}://{}@127.0.0.1:{}{}", self.user, self.port, path.display())
@@ -232,7 +238,8 @@ fn push_over_sftp_then_resume_an_interrupted_file() {
 /// The streaming read path of an `ssh://` source: sequential reads (streamed by one long `dd`)
 /// and jumps (one `dd` per chunk) give the file's bytes; when the remote file shrinks under a
 /// stream, reads past its new end fail promptly (the chunk is marked, the next read of it asks
-/// by the sector) and reads before it still succeed.
+/// by the sector) and reads before it still succeed; when the connection drops, the source
+/// logs in again and reads on.
 #[test]
 fn ssh_source_streams_and_fails_cleanly_when_the_file_shrinks() {
     use vmfs_rescue::block::RawSource;
@@ -280,4 +287,15 @@ fn ssh_source_streams_and_fails_cleanly_when_the_file_shrinks() {
     assert!(read(98 * MIB, 512).is_ok_and(|b| b.is_empty()) || read(98 * MIB, 512).is_err(), "nothing past the cut");
     assert!(read(104 * MIB, 4096).is_err(), "a chunk past the cut fails");
     assert!(t.elapsed() < Duration::from_secs(15), "failures are prompt: {:?}", t.elapsed());
+    // The connection dropped (its sshd processes killed; the listener stays): the next reads
+    // log in again, with the host key accepted the first time, and go on.
+    sshd.drop_connections();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    assert_eq!(read(70 * MIB, 1000).unwrap(), data[70 * MIB..70 * MIB + 1000], "after the connection dropped");
+    // The first try waits 1 s before logging in again: a read that fast used the old connection.
+    assert!(t.elapsed() >= Duration::from_secs(1), "no reconnect happened ({:?})", t.elapsed());
+    for at in (0..24 * MIB).step_by(4 * MIB) {
+        assert_eq!(read(at, 8192).unwrap(), data[at..at + 8192], "streamed again, at {at}");
+    }
 }

@@ -81,6 +81,11 @@ impl client::Handler for Client {
     }
 }
 
+/// The fingerprint the host key check saw.
+fn seen_fp(seen: &Mutex<Option<String>>) -> String {
+    seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default()
+}
+
 /// What a remote command gave.
 #[derive(Debug)]
 pub struct Output {
@@ -257,8 +262,11 @@ impl Inner {
 /// A logged-in SSH connection.
 pub struct SshSession {
     // Field order: the connection goes before the runtime that drives it.
-    inner: Arc<Inner>,
+    inner: Mutex<Arc<Inner>>,
     target: SshTarget,
+    /// What logging in again takes: the options, with the host key accepted the first time
+    /// (nobody is asked twice, and a different key is refused).
+    again: SshOptions,
     rt: tokio::runtime::Runtime,
 }
 
@@ -272,12 +280,30 @@ impl SshSession {
             .build()
             .map_err(SshError::Runtime)?;
         let host = target.host_port();
-        let handle = rt.block_on(Self::login(target, opts, &host))?;
-        let inner = Arc::new(Inner { handle, host, timeout: opts.timeout });
-        Ok(Self { inner, target: target.clone(), rt })
+        let (handle, fp) = rt.block_on(Self::login(target, opts, &host))?;
+        let inner = Mutex::new(Arc::new(Inner { handle, host, timeout: opts.timeout }));
+        let again = SshOptions { host_key: HostKeyCheck::Expect(fp), ..opts.clone() };
+        Ok(Self { inner, target: target.clone(), again, rt })
     }
 
-    async fn login(target: &SshTarget, opts: &SshOptions, host: &str) -> Result<Handle<Client>, SshError> {
+    /// Whether the connection has ended (the server went away, the network dropped it).
+    pub fn is_closed(&self) -> bool {
+        self.inner().handle.is_closed()
+    }
+
+    /// Connect and log in again after the connection ended; work started before keeps the
+    /// old (dead) connection and fails, later work uses the new one.
+    pub fn reconnect(&self) -> Result<(), SshError> {
+        let host = self.target.host_port();
+        let (handle, _) = self.rt.block_on(Self::login(&self.target, &self.again, &host))?;
+        let fresh = Arc::new(Inner { handle, host, timeout: self.again.timeout });
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        tracing::info!(host = %self.target.host_port(), "SSH: connected again");
+        Ok(())
+    }
+
+    /// Log in; the handle and the host key's fingerprint.
+    async fn login(target: &SshTarget, opts: &SshOptions, host: &str) -> Result<(Handle<Client>, String), SshError> {
         let seen = Arc::new(Mutex::new(None));
         let client = Client { host: host.to_string(), check: opts.host_key.clone(), seen: Arc::clone(&seen) };
         let config = client::Config {
@@ -332,13 +358,13 @@ impl SshSession {
                 .await
                 .map_err(conn)?;
             if r.success() {
-                return Ok(handle);
+                return Ok((handle, seen_fp(&seen)));
             }
         }
         if let Some(pw) = &opts.auth.password {
             tried.push("password".to_string());
             if handle.authenticate_password(target.user.clone(), pw.clone()).await.map_err(conn)?.success() {
-                return Ok(handle);
+                return Ok((handle, seen_fp(&seen)));
             }
         }
         if tried.is_empty() {
@@ -353,23 +379,23 @@ impl SshSession {
     }
 
     /// `host:port`.
-    pub fn host(&self) -> &str {
-        &self.inner.host
+    pub fn host(&self) -> String {
+        self.target.host_port()
     }
 
     /// Run a command to its end; standard output is bounded by `max_out` bytes.
     pub fn exec(&self, command: &str, max_out: usize) -> Result<Output, SshError> {
-        self.rt.block_on(self.inner.exec(command, max_out))
+        self.rt.block_on(self.inner().exec(command, max_out))
     }
 
     /// Run a command that must exit with status 0; its standard output.
     pub fn check(&self, command: &str, max_out: usize) -> Result<Vec<u8>, SshError> {
-        self.rt.block_on(self.inner.check(command, max_out))
+        self.rt.block_on(self.inner().check(command, max_out))
     }
 
     /// A channel running the `sftp` subsystem, as a byte stream for an SFTP client.
     pub fn sftp_channel(&self) -> Result<ChannelStream<Msg>, SshError> {
-        let inner = &self.inner;
+        let inner = &self.inner();
         let conn = |error| SshError::Connect { host: inner.host.clone(), error };
         self.rt.block_on(async {
             let ch = inner.handle.channel_open_session().await.map_err(conn)?;
@@ -383,14 +409,15 @@ impl SshSession {
         &self.rt
     }
 
+    /// The current connection.
     pub(super) fn inner(&self) -> Arc<Inner> {
-        Arc::clone(&self.inner)
+        Arc::clone(&self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
 impl Drop for SshSession {
     fn drop(&mut self) {
-        let inner = &self.inner;
+        let inner = &self.inner();
         let _ = self.rt.block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(2),

@@ -13,7 +13,6 @@
 //! on a local disk. Never writes: the only command run on the path is `dd if=` (and the size
 //! query), with the path shell-quoted.
 
-use super::session::Inner;
 use super::{SshError, SshOptions, SshSession, SshTarget, parse_size, shell_quote};
 use crate::block::RawSource;
 use std::collections::{BTreeSet, VecDeque};
@@ -30,6 +29,8 @@ const AHEAD: usize = 4;
 const CHANNELS: usize = 7;
 /// Fetched chunks kept for reads that come back to them.
 const KEEP: usize = 8;
+/// Times a read connects again after the connection ended, with waits of 1, 2, 4, ... s.
+const RECONNECTS: u32 = 4;
 /// Chunks remembered as failed (then read sector by sector).
 const MAX_BAD: usize = 4096;
 
@@ -66,7 +67,6 @@ enum Plan {
 /// A file or block device on an SSH host, read-only.
 pub struct SshSource {
     state: Mutex<State>,
-    inner: Arc<Inner>,
     slots: Arc<Semaphore>,
     path: String,
     name: String,
@@ -91,7 +91,6 @@ impl SshSource {
         let name = format!("ssh://{}@{}{}", target.user, target.host_port(), target.path);
         Ok(Self {
             state: Mutex::new(State::default()),
-            inner: session.inner(),
             slots: Arc::new(Semaphore::new(CHANNELS)),
             path: target.path.clone(),
             name,
@@ -108,7 +107,7 @@ impl SshSource {
     }
 
     fn spawn_cmd(&self, cmd: String, want: u64) -> Fetch {
-        let inner = Arc::clone(&self.inner);
+        let inner = self.session.inner();
         let slots = Arc::clone(&self.slots);
         self.session.runtime().spawn(async move {
             let _permit = slots.acquire_owned().await.map_err(|_| io::Error::other("source closed"))?;
@@ -147,12 +146,31 @@ impl SshSource {
         let sizes = (idx..len.div_ceil(CHUNK)).map(move |i| CHUNK.min(len - i * CHUNK) as usize);
         let cmd = format!("dd if={} bs={CHUNK} skip={idx}", shell_quote(&self.path));
         let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
-        let (inner, slots) = (Arc::clone(&self.inner), Arc::clone(&self.slots));
+        let (inner, slots) = (self.session.inner(), Arc::clone(&self.slots));
         let task = self.session.runtime().spawn(async move {
             let Ok(_permit) = slots.acquire_owned().await else { return };
             inner.stream(&cmd, sizes, tx).await;
         });
         Stream { next: idx, rx, task }
+    }
+
+    /// Log in again after the connection ended, a few times with growing waits; the error of
+    /// the last try when none succeeds (the read fails for good: `Tolerant` gives up on the
+    /// device, as for a disk that went away).
+    fn reconnect(&self) -> io::Result<()> {
+        if let Ok(mut st) = self.state.lock() {
+            st.stream = None;
+        }
+        let mut last = None;
+        for attempt in 0..RECONNECTS {
+            std::thread::sleep(std::time::Duration::from_secs(1 << attempt));
+            tracing::warn!(source = %self.name, attempt = attempt + 1, "SSH connection lost: connecting again");
+            match self.session.reconnect() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(|| io::Error::other("SSH connection lost"), to_io))
     }
 
     /// Follow the reading pattern: `run` counts chunks read in order (after two, a stream).
@@ -235,7 +253,13 @@ impl RawSource for SshSource {
                 Plan::Fetch(self.spawn(idx))
             }
         };
-        match self.get(idx, plan) {
+        let mut got = self.get(idx, plan);
+        if got.is_err() && self.session.is_closed() {
+            // The connection ended (network, server restart): log in again and read again.
+            // Only errors after that count against the chunk.
+            got = self.reconnect().and_then(|()| self.get(idx, Plan::Fetch(self.spawn(idx))));
+        }
+        match got {
             Ok(data) => {
                 let data = Arc::new(data);
                 let n = copy_out(&data, offset - idx * CHUNK, buf);
