@@ -79,15 +79,8 @@ fn entry_line(path: &str, e: &Entry) -> String {
         (true, None) => "  [deleted]".into(),
         _ => String::new(),
     };
-    let t = e.mtime.map(time).unwrap_or_default();
+    let t = e.mtime.map(vmfs_rescue::calendar::utc).unwrap_or_default();
     format!("{kind} {:>12} {t:19} {path}{del}", e.size)
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds.
-fn time(t: i64) -> String {
-    let (y, m, d) = vmfs_rescue::calendar::civil_from_days(t.div_euclid(86400));
-    let s = t.rem_euclid(86400);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 pub fn run(c: GuestCommand) -> Result<Outcome> {

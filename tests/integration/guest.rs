@@ -64,13 +64,13 @@ fn run(cmd: &mut Command) -> std::process::Output {
     o
 }
 
-/// A FAT32 guest disk with a GPT, a deep tree with long and non-ASCII names added with mcopy,
+/// A FAT32 guest disk with a GPT or MBR, a deep tree with long and non-ASCII names added with mcopy,
 /// and one file deleted with mdel. Returns the disk, the extra files, the deleted file's data.
 /// Guest files added to a disk: path and content.
-type Added = Vec<(String, Vec<u8>)>;
+pub(crate) type Added = Vec<(String, Vec<u8>)>;
 
-fn fat_disk(dir: &Path) -> (GuestDisk, Added, Vec<u8>) {
-    let spec = GuestSpec { name: "fatguest".into(), size: 64 << 20, table: TableKind::Gpt, fs: FsKind::Fat32, seed: 9 };
+pub(crate) fn fat_disk(dir: &Path, table: TableKind) -> (GuestDisk, Added, Vec<u8>) {
+    let spec = GuestSpec { name: "fatguest".into(), size: 64 << 20, table, fs: FsKind::Fat32, seed: 9 };
     let disk = build_guest_disk(dir, &spec).unwrap();
     let stage = dir.join("stage");
     let deep = stage.join("Projects/2024/Quartalsbericht – Übersicht/very long folder name beyond eight dot three");
@@ -116,7 +116,7 @@ fn convert(raw: &Path, out: &Path, subformat: &str) {
 #[test]
 fn guest_fat_raw_and_vmdk_variants() {
     let dir = tempfile::tempdir().unwrap();
-    let (disk, extra, deleted) = fat_disk(dir.path());
+    let (disk, extra, deleted) = fat_disk(dir.path(), TableKind::Gpt);
     let sparse = dir.path().join("sparse.vmdk");
     let stream = dir.path().join("stream.vmdk");
     convert(&disk.image, &sparse, "monolithicSparse");
@@ -148,7 +148,7 @@ fn guest_fat_raw_and_vmdk_variants() {
 #[test]
 fn guest_cli_ls_cat_extract() {
     let dir = tempfile::tempdir().unwrap();
-    let (disk, extra, _) = fat_disk(dir.path());
+    let (disk, extra, _) = fat_disk(dir.path(), TableKind::Gpt);
     let stream = dir.path().join("stream.vmdk");
     convert(&disk.image, &stream, "streamOptimized");
     let bin = env!("CARGO_BIN_EXE_vmfs-rescue");

@@ -4,10 +4,13 @@
 //! public-key pin, and clients that must not stall the server.
 
 use crate::net_nbd::{SECRET, Served, forged};
-use crate::util::{SourceGuard, sha256_file};
+use crate::util::{SourceGuard, hex, sha256_file};
+use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
@@ -165,4 +168,192 @@ fn bad_http_clients_do_not_stall_the_server() {
     assert_eq!(sha256_file(&out), truth.disks[0].sha256);
     assert!(s.alive());
     held.clear();
+}
+
+/// Percent-encode a URL path as a client would (every byte but unreserved ones and `/`).
+fn enc(p: &str) -> String {
+    p.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A forged VMFS6 datastore holding one VM whose disk (a flat base and an SEsparse snapshot
+/// delta) carries an MBR and a FAT32 partition made by mkfs.fat + mtools: nested folders,
+/// non-ASCII, long and URL-hostile names, a file deleted with mdel. Returns the image, the
+/// guest's files (path, SHA-256) and the deleted file's content.
+fn guest_datastore(dir: &Path) -> (PathBuf, Vec<(String, String)>, Vec<u8>) {
+    use vmfs_rescue::block::Source;
+    use vmfs_rescue::forge::disk::Table;
+    use vmfs_rescue::forge::guest::TableKind;
+    use vmfs_rescue::forge::vmdk::{Delta, Descriptor, DiskKind, SesparseOptions, sesparse_extent};
+    use vmfs_rescue::forge::vmfs::{Provisioning, ROOT};
+    use vmfs_rescue::forge::volume::{VolumeSpec, create};
+    let (disk, mut files, deleted) = crate::guest::fat_disk(dir, TableKind::Mbr);
+    let hostile = "R&D #1; 100% + 'more' = done.txt";
+    let stage = dir.join(hostile);
+    std::fs::write(&stage, b"hostile name\n").unwrap();
+    let img = format!("{}@@{}", disk.image.display(), disk.partition_offset);
+    let o =
+        Command::new("mcopy").env("MTOOLS_SKIP_CHECK", "1").args(["-i", &img]).arg(&stage).arg("::/Projects/").output();
+    assert!(o.unwrap().status.success(), "mcopy");
+    // In a folder: in the root it would take the deleted file's directory slots.
+    files.push((format!("/Projects/{hostile}"), b"hostile name\n".to_vec()));
+    let mut sums: Vec<(String, String)> = files.iter().map(|(p, d)| (p.clone(), hex(&Sha256::digest(d)))).collect();
+    sums.extend(disk.files.iter().map(|f| (f.path.clone(), f.sha256.clone())));
+
+    let ds = dir.join("ds.img");
+    let spec = VolumeSpec {
+        version: 6,
+        disks: vec![(ds.clone(), 3 << 30)],
+        table: Table::Gpt,
+        label: "guestds".into(),
+        seed: 5,
+        time: 1_750_000_000,
+    };
+    let mut w = create(&spec).unwrap();
+    let vm = w.mkdir(ROOT, "vm1").unwrap();
+    let base: Source = disk.open().unwrap();
+    let base_desc = Descriptor::base("vm1", base.len() / 512, DiskKind::Thin, [7; 16]).unwrap();
+    w.add_file(vm, &base_desc.extent_file, &*base, Provisioning::Thin, 0o600).unwrap();
+    let text = |name: &str, t: String| vmfs_rescue::block::SparseMem::from_bytes(name, t.into_bytes());
+    w.add_file(vm, "vm1.vmdk", &text("vm1.vmdk", base_desc.text()), Provisioning::Thin, 0o600).unwrap();
+    // A snapshot: the guest wrote boot code after it; its file system reads the same.
+    let mut delta = Delta::new(Arc::clone(&base)).unwrap();
+    delta.write(0, &[0x90; 440]).unwrap();
+    let child =
+        Descriptor::delta("vm1-000001", &base_desc, "vm1.vmdk", DiskKind::SeSparse, 0x1234_5678, [3; 12]).unwrap();
+    let extent = sesparse_extent(&delta, &SesparseOptions::default()).unwrap();
+    w.add_file(vm, &child.extent_file, &extent, Provisioning::Thin, 0o600).unwrap();
+    w.add_file(vm, "vm1-000001.vmdk", &text("vm1-000001.vmdk", child.text()), Provisioning::Thin, 0o600).unwrap();
+    w.finish().unwrap();
+    (ds, sums, deleted)
+}
+
+/// The guest view: from the `/files/` listing's link to the disk's partitions (JSON), a
+/// folder, files whole, ranged and resumed (SHA-256 of the originals), through the links the
+/// server made for hostile names; the deleted file listed as deleted and downloadable; the
+/// secret required; `..` and bad partition numbers answered 404 by a server that lives on.
+#[test]
+fn curl_browses_and_downloads_guest_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, sums, deleted) = guest_datastore(dir.path());
+    let _guard = SourceGuard::new(std::slice::from_ref(&img));
+    let mut s = Served::start(&["serve", "http", img.to_str().unwrap()]);
+    let base = format!("http://{}", s.addr);
+    let get_json = |url: &str| -> serde_json::Value {
+        let (body, err) = curl(&["-H", BEARER, url]);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body} {err}"))
+    };
+
+    // The VM folder links the snapshot's descriptor to its guest view.
+    let ls = get_json(&format!("{base}/files/guestds/vm1/?format=json"));
+    let leaf = ls["entries"].as_array().unwrap().iter().find(|e| e["name"] == "vm1-000001.vmdk").unwrap();
+    assert_eq!(leaf["guest_href"], "/guest/guestds/vm1/vm1-000001.vmdk/");
+    let disk = format!("{base}/guest/guestds/vm1/vm1-000001.vmdk");
+
+    // The partitions, as JSON: one MBR partition holding FAT32.
+    let parts = get_json(&format!("{disk}/?format=json"));
+    let p = parts["partitions"].as_array().unwrap();
+    assert_eq!(p.len(), 1, "{parts}");
+    assert_eq!((p[0]["part"].as_u64(), p[0]["fs"].as_str()), (Some(1), Some("FAT32")), "{parts}");
+    assert!(p[0]["describe"].as_str().unwrap().contains("MBR partition 1"), "{parts}");
+    assert_eq!(p[0]["href"], "/guest/guestds/vm1/vm1-000001.vmdk/1/");
+
+    // A nested folder with non-ASCII and long names.
+    let folder = "/Projects/2024/Quartalsbericht – Übersicht/";
+    let l = get_json(&format!("{disk}/1{}?format=json", enc(folder)));
+    let names: Vec<&str> = l["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"Zusammenfassung für Vorstand.docx"), "{names:?}");
+    assert!(names.contains(&"very long folder name beyond eight dot three"), "{names:?}");
+
+    // Every guest file through the href its folder's listing gives, byte-exact.
+    let mut n = 0;
+    for (path, sum) in &sums {
+        let (parent, name) = path.rsplit_once('/').unwrap();
+        let l = get_json(&format!("{disk}/1{}/?format=json", enc(parent)));
+        let e = l["entries"].as_array().unwrap().iter().find(|e| e["name"] == *name);
+        let e = e.unwrap_or_else(|| panic!("{name} not listed in {parent}: {l}"));
+        assert_eq!(e["deleted"], false, "{path}");
+        let out = dir.path().join("got");
+        let _ = std::fs::remove_file(&out);
+        curl(&["-H", BEARER, "-o", out.to_str().unwrap(), &format!("{base}{}", e["href"].as_str().unwrap())]);
+        // curl may leave no file for an empty body.
+        assert_eq!(hex(&Sha256::digest(std::fs::read(&out).unwrap_or_default())), *sum, "{path}");
+        n += 1;
+    }
+    assert!(n >= 45, "{n} files");
+
+    // A file of a few MiB: whole, two ranges, a download resumed with curl -C -, HEAD.
+    let (path, sum) = sums.iter().find(|(p, _)| p.ends_with("/site-backup.tar.gz")).unwrap();
+    let url = format!("{disk}/1{}", enc(path));
+    let out = dir.path().join("whole");
+    curl(&["-H", BEARER, "-o", out.to_str().unwrap(), &url]);
+    assert_eq!(sha256_file(&out), *sum, "{path}");
+    let whole = std::fs::read(&out).unwrap();
+    assert!(whole.len() > 1 << 20, "{}", whole.len());
+    let part = dir.path().join("part");
+    for (a, b) in [(1000, 1999), (4095, 300_000)] {
+        curl(&["-H", BEARER, "-r", &format!("{a}-{b}"), "-o", part.to_str().unwrap(), &url]);
+        assert!(std::fs::read(&part).unwrap() == whole[a..=b], "range {a}-{b}");
+    }
+    let resumed = dir.path().join("resumed");
+    std::fs::write(&resumed, &whole[..whole.len() / 3]).unwrap();
+    curl(&["-H", BEARER, "-C", "-", "-o", resumed.to_str().unwrap(), &url]);
+    assert_eq!(sha256_file(&resumed), *sum, "resumed download");
+    let (head, _) = curl(&["-I", "-H", BEARER, &url]);
+    assert!(head.contains(&format!("content-length: {}", whole.len())) && head.contains("accept-ranges: bytes"));
+    assert_eq!(status(&["-H", BEARER, "-r", &format!("{}-", whole.len()), &url]), 416);
+
+    // The deleted file: listed as deleted with its confidence, and downloadable.
+    let root = get_json(&format!("{disk}/1/?format=json"));
+    let d = root["entries"].as_array().unwrap().iter().find(|e| e["name"] == "to be deleted.bin").unwrap();
+    assert_eq!((d["deleted"].as_bool(), d["confidence"].as_str()), (Some(true), Some("medium")), "{d}");
+    let out = dir.path().join("deleted");
+    curl(&["-H", BEARER, "-o", out.to_str().unwrap(), &format!("{base}{}", d["href"].as_str().unwrap())]);
+    assert_eq!(std::fs::read(&out).unwrap(), deleted);
+    let (html, _) = curl(&["-H", BEARER, &format!("{disk}/1/")]);
+    assert!(html.contains("<s>to be deleted.bin</s>") && html.contains("deleted (medium confidence)"), "{html}");
+    let (html, _) = curl(&["-H", BEARER, &format!("{disk}/1/Projects/")]);
+    assert!(html.contains("R&amp;D #1; 100% + 'more' = done.txt"), "{html}");
+    assert!(html.contains("/1/Projects/R%26D%20%231%3B%20100%25%20%2B%20%27more%27%20%3D%20done.txt"), "{html}");
+
+    // The secret is required.
+    for url in [format!("{disk}/"), format!("{disk}/1/"), format!("{disk}/1/Projects/README")] {
+        assert_eq!(status(&[&url]), 401, "{url}");
+        assert_eq!(status(&["-H", "Authorization: Bearer wrong-secret-1", &url]), 401, "{url}");
+        let (body, _) = curl(&[&url]);
+        assert!(!body.contains("Projects") && !body.contains("FAT32"), "a 401 showed content: {body}");
+    }
+
+    // `..` never leaves the guest root; bad partition numbers and paths are 404.
+    for bad in [
+        format!("{disk}/1/.."),
+        format!("{disk}/1/../../vm1.vmdk/1/"),
+        format!("{disk}/1/Projects/../../../../../files/guestds/"),
+        format!("{disk}/1/%2E%2E/%2E%2E/"),
+        format!("{disk}/1/Projects%2F..%2F..%2F"),
+        format!("{disk}/2/"),
+        format!("{disk}/0/"),
+        format!("{disk}/x/"),
+        format!("{disk}/-1/"),
+        format!("{disk}/99999999999999999999/"),
+        format!("{disk}/1/no/such/file"),
+        format!("{disk}/1/Projects/README/below"),
+        format!("{base}/guest/guestds/vm1/"),
+        format!("{base}/guest/guestds/vm1/nope.vmdk/1/"),
+        format!("{base}/guest/nope/vm1/vm1.vmdk/1/"),
+    ] {
+        assert_eq!(status(&["--path-as-is", "-H", BEARER, &bad]), 404, "{bad}");
+    }
+    // `..` inside the guest root is followed.
+    let readme = format!("{disk}/1/Projects/2024/../README");
+    let (body, _) = curl(&["--path-as-is", "-H", BEARER, &readme]);
+    assert_eq!(body, "plain\n");
+    assert!(s.alive(), "the server survived");
 }

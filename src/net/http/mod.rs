@@ -1,6 +1,7 @@
 //! The read-only HTTP(S) export: browse a datastore's tree (HTML for browsers, JSON for
 //! scripts), download files with Range requests (resumable), and download a virtual disk
-//! assembled through its snapshot chain as one raw file (`/disk/...`).
+//! assembled through its snapshot chain as one raw file (`/disk/...`), and browse the guest
+//! file systems inside such a disk (`/guest/...`, its URL scheme in `guest.rs`).
 //!
 //! Every request needs the secret, as `Authorization: Bearer <secret>` or `?token=<secret>`;
 //! without it the answer is 401 and nothing else. axum routes on hyper; the accept loop is ours
@@ -9,6 +10,7 @@
 //! read) and handed to hyper through a small bounded channel: a client that stops reading
 //! holds one buffer, then times out.
 
+mod guest;
 pub mod range;
 pub mod tls;
 
@@ -34,7 +36,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
-/// One volume served, under `/files/<name>/` and `/disk/<name>/`.
+/// One volume served, under `/files/<name>/`, `/disk/<name>/` and `/guest/<name>/`.
 pub struct HttpVolume {
     pub name: String,
     pub fs: Arc<Vmfs>,
@@ -86,6 +88,8 @@ struct AppState {
     volumes: Vec<HttpVolume>,
     secret: Secret,
     send_timeout: Duration,
+    /// Guest disks opened by `/guest/`, their file systems kept open for the next request.
+    guests: guest::GuestCache,
 }
 
 /// A bound server; [`HttpServer::run`] serves until the process ends or it is stopped.
@@ -145,7 +149,8 @@ impl HttpServer {
             Some(id) => Some(tokio_rustls::TlsAcceptor::from(id.server_config()?)),
             None => None,
         };
-        let state = Arc::new(AppState { volumes, secret, send_timeout: limits.send_timeout });
+        let state =
+            Arc::new(AppState { volumes, secret, send_timeout: limits.send_timeout, guests: Default::default() });
         let app = router(state);
         let listener = tokio::net::TcpListener::from_std(self.listener).map_err(NetError::Io)?;
         let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -204,6 +209,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/files/{vol}/", get(files_root))
         .route("/files/{vol}/{*path}", get(files))
         .route("/disk/{vol}/{*path}", get(disk))
+        .route("/guest/{vol}/{*path}", get(guest::guest))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), require_secret))
         .with_state(state)
 }
@@ -407,6 +413,7 @@ fn list(vol: &str, dir: &str, rows: Vec<Row>, v: &View) -> Response {
         format!("/files/{}{}/{}{slash}", pct(vol), pct(base), pct(name))
     };
     let disk_href = |name: &str| format!("/disk/{}{}/{}", pct(vol), pct(base), pct(name));
+    let guest_href = |name: &str| format!("/guest/{}{}/{}/", pct(vol), pct(base), pct(name));
     if v.json {
         let entries: Vec<_> = rows
             .iter()
@@ -418,6 +425,7 @@ fn list(vol: &str, dir: &str, rows: Vec<Row>, v: &View) -> Response {
                 });
                 if kind == FdType::File && is_disk_name(name) {
                     e["disk_href"] = json!(disk_href(name));
+                    e["guest_href"] = json!(guest_href(name));
                 }
                 e
             })
@@ -431,7 +439,12 @@ fn list(vol: &str, dir: &str, rows: Vec<Row>, v: &View) -> Response {
     for (name, kind, meta) in &rows {
         let kind = meta.map_or(*kind, |m| m.2);
         let extra = if kind == FdType::File && is_disk_name(name) {
-            format!("<a href=\"{}{}\">virtual disk as raw</a>", disk_href(name), v.suffix)
+            format!(
+                "<a href=\"{}{s}\">virtual disk as raw</a> <a href=\"{}{s}\">guest files</a>",
+                disk_href(name),
+                guest_href(name),
+                s = v.suffix
+            )
         } else {
             String::new()
         };
@@ -453,17 +466,24 @@ async fn disk(State(st): State<Arc<AppState>>, Path((vol, rel)): Path<(String, S
     let Some(v) = volume(&st, &vol) else { return error(StatusCode::NOT_FOUND, "no such volume") };
     let fs = Arc::clone(&v.fs);
     let path = volume_path(v, &rel);
-    let opened = tokio::task::spawn_blocking(move || vdisk::open(&VmfsFiles(fs), &path)).await;
+    let opened = tokio::task::spawn_blocking(move || open_vdisk(fs, &path)).await;
     let d = match opened {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => return error(StatusCode::NOT_FOUND, e),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
+    let stem = rel.rsplit('/').next().unwrap_or("disk").trim_end_matches(".vmdk").to_string();
+    content(&st, Arc::new(d), &format!("{stem}.raw"), req.method(), req.headers())
+}
+
+/// Open the virtual disk whose leaf is `path` on `fs` through its chain (blocking), as
+/// `/disk/` and `/guest/` serve it; chain problems are logged.
+fn open_vdisk(fs: Arc<Vmfs>, path: &str) -> Result<vdisk::VirtualDisk, vdisk::VdiskError> {
+    let d = vdisk::open(&VmfsFiles(fs), path)?;
     for p in &d.problems {
         tracing::warn!("http: {}: {p}", d.name());
     }
-    let stem = rel.rsplit('/').next().unwrap_or("disk").trim_end_matches(".vmdk").to_string();
-    content(&st, Arc::new(d), &format!("{stem}.raw"), req.method(), req.headers())
+    Ok(d)
 }
 
 /// A source's bytes as a response: 200, 206 or 416; HEAD without a body.

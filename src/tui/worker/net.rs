@@ -125,6 +125,10 @@ impl Worker {
             "a disk: {curl} -C - -o DISK.raw -H 'Authorization: Bearer {s}' '{scheme}://{h}:{port}/disk/{}/VM/DISK.vmdk'",
             pct(&first)
         ));
+        lines.push(format!(
+            "a guest file: {curl} -C - -O -H 'Authorization: Bearer {s}' '{scheme}://{h}:{port}/guest/{}/VM/DISK.vmdk/1/PATH'",
+            pct(&first)
+        ));
         if let Some(f) = fingerprint {
             lines.push(format!("certificate SHA-256: {f}"));
         }
