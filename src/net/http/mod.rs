@@ -10,7 +10,8 @@
 //! holds one buffer, then times out.
 
 pub mod range;
-pub mod tls;
+/// The TLS identity, shared with NBD (kept here under its old path).
+pub use super::tls;
 
 use super::NetError;
 use super::auth::Secret;
