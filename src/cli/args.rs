@@ -347,6 +347,15 @@ pub enum ServeCommand {
         /// The volume to use when the sources hold several.
         #[arg(long)]
         volume: Option<String>,
+        /// Require TLS (NBD_OPT_STARTTLS; certificates, no PSK): a CA and a server
+        /// certificate are made now, the CA written as ca-cert.pem for the clients
+        /// (qemu tls-creds-x509, libnbd tls-certificates) and its fingerprint printed.
+        #[arg(long)]
+        tls: bool,
+        /// With --tls: the folder to write ca-cert.pem into (created if missing; an existing
+        /// ca-cert.pem is never replaced); default: a new folder under the temp dir.
+        #[arg(long, value_name = "DIR", requires = "tls")]
+        tls_dir: Option<PathBuf>,
         #[command(flatten)]
         net: ServeNet,
     },

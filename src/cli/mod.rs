@@ -52,7 +52,11 @@ pub fn init_logging(file: Option<&std::path::Path>) {
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(false)
-        .with_filter(EnvFilter::try_from_env("VMFS_RESCUE_LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("warn")));
+        // rustls warns about client quirks on every connection (GnuTLS sends an IP address
+        // as SNI when qemu-img dials one): nothing for the admin to act on.
+        .with_filter(
+            EnvFilter::try_from_env("VMFS_RESCUE_LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("warn,rustls=error")),
+        );
     let file_layer = file.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok()).map(|f| {
         fmt::layer().with_writer(std::sync::Mutex::new(f)).with_ansi(false).with_filter(EnvFilter::new("debug"))
     });

@@ -6,6 +6,7 @@ use super::{Outcome, UsageError, open_selected};
 use anyhow::{Result, bail};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vmfs_rescue::block::Source;
 use vmfs_rescue::net::Secret;
@@ -16,7 +17,9 @@ use vmfs_rescue::vdisk::{self, LocalFiles, VmfsFiles, files::local_path};
 pub fn run(c: ServeCommand) -> Result<Outcome> {
     match c {
         ServeCommand::Http { sources, path, volume, tls, net } => http(sources, path, volume, tls, net),
-        ServeCommand::Nbd { sources, path, volume, net } => nbd(sources, path, volume, net),
+        ServeCommand::Nbd { sources, path, volume, tls, tls_dir, net } => {
+            nbd(sources, path, volume, tls.then_some(tls_dir), net)
+        }
     }
 }
 
@@ -63,7 +66,77 @@ fn flush() {
     let _ = std::io::stdout().flush();
 }
 
-fn nbd(sources: Vec<std::path::PathBuf>, paths: Vec<String>, volume: Option<String>, net: ServeNet) -> Result<Outcome> {
+/// The names a certificate is made for: localhost and every host printed.
+fn cert_names(hosts: &[String]) -> Vec<String> {
+    let mut names = vec!["localhost".to_string()];
+    names.extend(hosts.iter().map(|h| h.trim_matches(['[', ']']).to_string()));
+    names
+}
+
+/// Write the CA certificate as `DIR/ca-cert.pem` (DIR: the one given, created if missing, or a
+/// new one under the temp dir); never over an existing file, never on a source.
+fn write_ca(dir: Option<PathBuf>, pem: &str, sources: &[PathBuf]) -> Result<PathBuf> {
+    let dir = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d).map_err(|e| UsageError(format!("--tls-dir {}: {e}", d.display())))?;
+            d
+        }
+        None => {
+            let base = std::env::temp_dir();
+            let mut n = 0u32;
+            loop {
+                let d = base.join(format!("vmfs-rescue-nbd-tls-{}-{n}", std::process::id()));
+                match std::fs::create_dir(&d) {
+                    Ok(()) => break d,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+                    Err(e) => bail!("{}: {e}", d.display()),
+                }
+            }
+        }
+    };
+    let dir = dir.canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    if let Some(src) = vmfs_rescue::datastore::dest_on_source(&dir, sources) {
+        bail!(UsageError(format!("refusing to write to {}: it is on source {}", dir.display(), src.display())));
+    }
+    let file = dir.join("ca-cert.pem");
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&file).map_err(|e| {
+        UsageError(format!(
+            "{}: {e} (an existing ca-cert.pem is never replaced: choose another --tls-dir)",
+            file.display()
+        ))
+    })?;
+    f.write_all(pem.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    Ok(dir)
+}
+
+/// A value of qemu's --image-opts / --object syntax: commas doubled.
+fn qemu_opt(v: &str) -> String {
+    v.replace(',', ",,")
+}
+
+/// Print the commands for one disk served over TLS.
+fn print_tls_commands(host: &str, port: u16, secret: &str, name: &str, dir: &Path) {
+    let out = name.rsplit('/').next().unwrap_or(name).trim_end_matches(".vmdk");
+    let d = dir.display().to_string();
+    let opts = format!(
+        "driver=nbd,server.type=inet,server.host={},server.port={port},export={},tls-creds=tls0",
+        qemu_opt(host.trim_matches(['[', ']'])),
+        qemu_opt(&format!("{secret}/{name}"))
+    );
+    println!(
+        "    qemu-img convert -p -O qcow2 --object 'tls-creds-x509,id=tls0,dir={},endpoint=client' --image-opts '{opts}' {out}.qcow2",
+        qemu_opt(&d)
+    );
+    println!("    nbdinfo --map 'nbds://{host}:{port}/{secret}/{}?tls-certificates={}'", pct(name), pct(&d));
+}
+
+fn nbd(
+    sources: Vec<std::path::PathBuf>,
+    paths: Vec<String>,
+    volume: Option<String>,
+    tls: Option<Option<PathBuf>>,
+    net: ServeNet,
+) -> Result<Outcome> {
     let secret = secret(&net)?;
     let mut exports = Vec::new();
     let mut open_disk = |files: &dyn vdisk::Files, path: &str, name: String| -> Result<()> {
@@ -96,18 +169,47 @@ fn nbd(sources: Vec<std::path::PathBuf>, paths: Vec<String>, volume: Option<Stri
     }
     let shown: Vec<(String, u64)> = exports.iter().map(|e| (e.name.clone(), e.disk.len())).collect();
     let addr = listen(&net, 10809);
-    let server = NbdServer::bind(addr, exports, secret.clone(), Limits::default())?;
-    let bound = server.local_addr()?;
     let hosts = hosts(&addr);
+    let identity = match &tls {
+        Some(_) => Some(TlsIdentity::generate_with_ca(cert_names(&hosts))?),
+        None => None,
+    };
+    let server = NbdServer::bind_with_tls(addr, exports, secret.clone(), Limits::default(), identity.as_ref())?;
+    let bound = server.local_addr()?;
+    // Written once the port is ours, so a failed bind leaves nothing behind.
+    let ca_dir = match (tls, &identity) {
+        (Some(dir), Some(id)) => Some(write_ca(dir, &id.ca_pem(), &sources)?),
+        _ => None,
+    };
     let s = secret.expose();
-    println!("NBD export, read-only: listening on {bound}");
+    println!("NBD export, read-only{}: listening on {bound}", if ca_dir.is_some() { ", TLS required" } else { "" });
     println!("  secret: {s} (export names are SECRET/DISK; they are not listed to clients)");
+    if let (Some(dir), Some(id)) = (&ca_dir, &identity) {
+        println!(
+            "  TLS: CA certificate written to {} (copy the folder to the client)",
+            dir.join("ca-cert.pem").display()
+        );
+        println!("    CA SHA-256 fingerprint:     {}", id.ca_fingerprint);
+        println!("    server SHA-256 fingerprint: {}", id.fingerprint);
+        println!("    (openssl x509 -noout -fingerprint -sha256 -in ca-cert.pem shows the first)");
+    }
     for (name, size) in &shown {
+        println!("  {name}: {size} bytes");
+        if let Some(dir) = &ca_dir {
+            print_tls_commands(&hosts[0], bound.port(), s, name, dir);
+            continue;
+        }
         let uri = format!("nbd://{}:{}/{s}/{}", hosts[0], bound.port(), pct(name));
         let out = name.rsplit('/').next().unwrap_or(name).trim_end_matches(".vmdk");
-        println!("  {name}: {size} bytes");
         println!("    qemu-img convert -p -f raw -O qcow2 '{uri}' {out}.qcow2");
         println!("    nbdinfo --map '{uri}'");
+    }
+    if ca_dir.is_some() {
+        println!(
+            "  (the certificate names {}: through another name, add tls-hostname=localhost to the",
+            cert_names(&hosts).join(", ")
+        );
+        println!("   --image-opts; qemu-img's --object dir and nbdinfo's tls-certificates= name the copied folder)");
     }
     for h in hosts.iter().skip(1) {
         println!("  (also reachable as {h}:{})", bound.port());
@@ -152,13 +254,7 @@ fn http(
     }
     let addr = listen(&net, if tls { 8443 } else { 8080 });
     let hosts = hosts(&addr);
-    let identity = if tls {
-        let mut names = vec!["localhost".to_string()];
-        names.extend(hosts.iter().map(|h| h.trim_matches(['[', ']']).to_string()));
-        Some(TlsIdentity::generate(names)?)
-    } else {
-        None
-    };
+    let identity = if tls { Some(TlsIdentity::generate(cert_names(&hosts))?) } else { None };
     let scheme = if tls { "https" } else { "http" };
     let (fingerprint, pin) = identity.as_ref().map(|i| (i.fingerprint.clone(), i.pubkey_pin.clone())).unzip();
     let first_vol = vols[0].name.clone();

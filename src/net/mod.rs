@@ -1,8 +1,9 @@
 //! Network exports: recovered data leaves the dead host with the tools admins already use.
 //! `http` serves a datastore's tree, files (Range requests) and assembled virtual disks;
 //! `nbd` serves assembled virtual disks to `qemu-img`, `nbdinfo` and `nbdcopy`; `auth` holds
-//! the secret both require. Everything is read-only and read through the [`BlockSource`]
-//! layer, so bad sectors read as zeros and are reported, never fatal.
+//! the secret both require; `tls` the certificates both offer (NBD: `serve nbd --tls`).
+//! Everything is read-only and read through the [`BlockSource`] layer, so bad sectors read
+//! as zeros and are reported, never fatal.
 //!
 //! `sftp` pushes files to another host over SFTP (a `DataSink` of `extract`), on the SSH
 //! connection of `block::ssh`, which also reads remote sources (ARCHITECTURE: "a new source
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod http;
 pub mod nbd;
 pub mod sftp;
+pub mod tls;
 
 pub use auth::Secret;
 

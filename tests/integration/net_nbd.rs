@@ -243,6 +243,19 @@ impl Raw {
         let mut b = [0u8; 1];
         matches!(self.0.read(&mut b), Ok(0) | Err(_))
     }
+    /// Whether the server closes the connection, after whatever it sends first (a TLS
+    /// alert): EOF or reset, not the read timeout.
+    fn closed_by_server(&mut self) -> bool {
+        let mut b = [0u8; 4096];
+        for _ in 0..256 {
+            match self.0.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) => return !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            }
+        }
+        false
+    }
 }
 
 /// Garbage, huge lengths, many idle and half-open connections, a client that never reads its
@@ -332,4 +345,154 @@ fn bad_clients_do_not_crash_or_stall_the_server() {
     assert_eq!(sha256_file(&out), d.sha256);
     assert!(s.alive(), "the server survived");
     held.clear();
+}
+
+/// `serve nbd --tls` with its CA in `dir`.
+fn served_tls(img: &Path, disk: &str, dir: &Path) -> Served {
+    let (img, dir) = (img.to_str().unwrap(), dir.to_str().unwrap());
+    Served::start(&["serve", "nbd", img, "--path", disk, "--tls", "--tls-dir", dir])
+}
+
+/// qemu-img through `tls-creds-x509` with the CA folder `certs`, as the banner prints it.
+fn qemu_img_tls(s: &Served, disk: &str, certs: &Path, out: &Path) -> Command {
+    let mut c = Command::new("qemu-img");
+    c.args(["convert", "-O", "raw", "--object"])
+        .arg(format!("tls-creds-x509,id=tls0,dir={},endpoint=client", certs.display()))
+        .arg("--image-opts")
+        .arg(format!(
+            "driver=nbd,server.type=inet,server.host={},server.port={},export={SECRET}/{},tls-creds=tls0",
+            s.addr.ip(),
+            s.addr.port(),
+            disk.trim_start_matches('/')
+        ))
+        .arg(out);
+    c
+}
+
+fn nbds_uri(s: &Served, disk: &str, certs: &Path) -> String {
+    format!("nbds://{}/{SECRET}/{}?tls-certificates={}", s.addr, disk.trim_start_matches('/'), certs.display())
+}
+
+/// With --tls: the CA is written where asked and its fingerprint printed; qemu-img pulls a
+/// chained disk through tls-creds-x509 identical to the truth; nbdinfo over nbds:// sees TLS
+/// and the holes.
+#[test]
+fn tls_clients_verify_the_certificate_and_read_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, truth) = forged(dir.path());
+    let _guard = SourceGuard::new(std::slice::from_ref(&img));
+    let d = truth.disks.iter().find(|d| d.chain.len() > 1).expect("a chained disk");
+    let certs = dir.path().join("certs");
+    let mut s = served_tls(&img, &d.chain[0], &certs);
+    let banner = s.banner.join("\n");
+    assert!(
+        banner.contains("TLS required") && banner.contains("tls-creds-x509") && banner.contains("nbds://"),
+        "{banner}"
+    );
+    let fp = run(Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(certs.join("ca-cert.pem")));
+    let fp = fp.trim().rsplit('=').next().unwrap().to_string();
+    assert!(fp.len() == 95 && banner.contains(&fp), "CA fingerprint {fp} not printed: {banner}");
+
+    let out = dir.path().join("out.raw");
+    run(&mut qemu_img_tls(&s, &d.chain[0], &certs, &out));
+    assert_eq!(sha256_file(&out), d.sha256, "{} ({} links)", d.chain[0], d.chain.len());
+
+    let uri = nbds_uri(&s, &d.chain[0], &certs);
+    run(Command::new("nbdinfo").args(["--is", "tls", &uri]));
+    let map = run(Command::new("nbdinfo").args(["--map", &uri]));
+    let (mut total, mut holes) = (0u64, 0u64);
+    for l in map.lines() {
+        let len: u64 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
+        total += len;
+        if l.contains("hole,zero") {
+            holes += len;
+        }
+    }
+    assert_eq!(total, d.capacity, "{map}");
+    assert!(holes > 0, "a thin disk has holes: {map}");
+
+    // Another CA (another run's) is not trusted: the client refuses the server.
+    let other = dir.path().join("other");
+    let s2 = served_tls(&img, &d.chain[0], &other);
+    let bad = Command::new("nbdinfo").arg(nbds_uri(&s, &d.chain[0], &other)).output().unwrap();
+    assert!(!bad.status.success(), "a certificate from another CA was accepted");
+    drop(s2);
+    // An existing ca-cert.pem is never replaced.
+    let again = bin()
+        .args(["serve", "nbd", img.to_str().unwrap(), "--path", &d.chain[0], "--tls", "--tls-dir"])
+        .arg(&certs)
+        .args(["--listen", "127.0.0.1:0", "--secret", SECRET])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "ca-cert.pem was overwritten");
+    assert!(s.alive());
+}
+
+/// With --tls, plain clients get nothing: qemu-img and nbdinfo fail, options before STARTTLS
+/// are answered NBD_REP_ERR_TLS_REQD, EXPORT_NAME closes; STARTTLS followed by garbage or a
+/// half handshake ends only that connection, and a TLS client is served afterwards.
+#[test]
+fn tls_required_refuses_plain_and_survives_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, truth) = forged(dir.path());
+    let d = &truth.disks[0];
+    let certs = dir.path().join("certs");
+    let mut s = served_tls(&img, &d.chain[0], &certs);
+
+    let out = dir.path().join("plain.raw");
+    let plain =
+        Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "raw", &uri(&s, &d.chain[0])]).arg(&out).output();
+    assert!(!plain.unwrap().status.success(), "qemu-img read without TLS");
+    let plain = Command::new("nbdinfo").arg(uri(&s, &d.chain[0])).output().unwrap();
+    assert!(!plain.status.success(), "nbdinfo read without TLS");
+
+    let name = format!("{SECRET}/{}", d.chain[0].trim_start_matches('/'));
+    let mut go = (name.len() as u32).to_be_bytes().to_vec();
+    go.extend_from_slice(name.as_bytes());
+    go.extend_from_slice(&0u16.to_be_bytes());
+    let hello = |addr| {
+        let mut c = Raw::connect(addr);
+        c.read_n(18).unwrap();
+        c.0.write_all(&(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES).to_be_bytes()).unwrap();
+        c
+    };
+    let mut c = hello(s.addr);
+    for (code, data) in [(OPT_GO, &go[..]), (OPT_STRUCTURED_REPLY, &[][..]), (OPT_LIST, &[][..])] {
+        c.option(code, data);
+        assert_eq!(c.reply().0, REP_ERR_TLS_REQD, "option {code} before STARTTLS");
+    }
+    c.option(OPT_ABORT, &[]);
+    assert_eq!(c.reply().0, REP_ACK);
+    let mut c = hello(s.addr);
+    c.option(OPT_EXPORT_NAME, name.as_bytes());
+    assert!(c.closed_by_server(), "EXPORT_NAME before STARTTLS must close");
+
+    // STARTTLS, then garbage where the ClientHello should be.
+    let mut g = hello(s.addr);
+    g.option(OPT_STARTTLS, &[]);
+    assert_eq!(g.reply().0, REP_ACK);
+    g.0.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff]).unwrap();
+    let _ = g.0.write_all(&[0xAB; 4096]);
+    assert!(g.closed_by_server(), "garbage instead of a TLS handshake must close");
+    // STARTTLS, then plaintext NBD as if nothing happened.
+    let mut g = hello(s.addr);
+    g.option(OPT_STARTTLS, &[]);
+    assert_eq!(g.reply().0, REP_ACK);
+    let mut v = IHAVEOPT.to_be_bytes().to_vec();
+    v.extend_from_slice(&OPT_GO.to_be_bytes());
+    g.0.write_all(&v).unwrap();
+    assert!(g.closed_by_server(), "plaintext after STARTTLS must close");
+    // Half a handshake, held open while a TLS client is served.
+    let mut half = hello(s.addr);
+    half.option(OPT_STARTTLS, &[]);
+    assert_eq!(half.reply().0, REP_ACK);
+    half.0.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+
+    let out = dir.path().join("tls.raw");
+    run(&mut qemu_img_tls(&s, &d.chain[0], &certs, &out));
+    assert_eq!(sha256_file(&out), d.sha256);
+    assert!(s.alive(), "the server survived");
+    drop(half);
 }

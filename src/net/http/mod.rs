@@ -12,7 +12,8 @@
 
 mod guest;
 pub mod range;
-pub mod tls;
+/// The TLS identity, shared with NBD (kept here under its old path).
+pub use super::tls;
 
 use super::NetError;
 use super::auth::Secret;

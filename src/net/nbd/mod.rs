@@ -13,19 +13,32 @@
 //! connection's requests are served by a few worker threads so disk reads and sends overlap
 //! (replies may come out of order: each carries its handle). Reads go through the
 //! [`BlockSource`], never a memory map.
+//!
+//! With TLS ([`NbdServer::bind_with_tls`]) the server runs the spec's FORCEDTLS mode: before
+//! NBD_OPT_STARTTLS only STARTTLS and ABORT are answered (other options get
+//! NBD_REP_ERR_TLS_REQD, NBD_OPT_EXPORT_NAME closes); after its ACK the TLS handshake runs on
+//! the same socket and the negotiation goes on inside TLS ([`tls`]: a pump thread per
+//! connection, the session code on a plaintext socket pair). Certificates only: rustls has no
+//! TLS-PSK.
 
+mod negotiate;
 pub mod proto;
+pub mod tls;
 
 use super::NetError;
-use super::auth::{Secret, ct_eq};
+use super::auth::Secret;
+use super::tls::TlsIdentity;
 use crate::block::{BlockSource, Source};
+use negotiate::{Chosen, Negotiated, greet, options};
 use proto::*;
-use std::io::{IoSlice, Read, Write};
+use std::io::{IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
+use tls::Conn;
+use tokio_rustls::rustls::ServerConfig;
 
 /// One exported disk.
 pub struct NbdExport {
@@ -82,6 +95,8 @@ struct Shared {
     exports: Vec<NbdExport>,
     secret: Secret,
     limits: Limits,
+    /// TLS required (FORCEDTLS) with this configuration; None: no TLS offered.
+    tls: Option<Arc<ServerConfig>>,
     active: AtomicUsize,
     stop: AtomicBool,
     /// Unreadable ranges already logged, per export.
@@ -107,13 +122,28 @@ impl StopHandle {
 }
 
 impl NbdServer {
-    /// Bind `addr` (port 0: any free port) for these exports.
+    /// Bind `addr` (port 0: any free port) for these exports, without TLS.
     pub fn bind(addr: SocketAddr, exports: Vec<NbdExport>, secret: Secret, limits: Limits) -> Result<Self, NetError> {
+        Self::bind_with_tls(addr, exports, secret, limits, None)
+    }
+
+    /// Bind as [`NbdServer::bind`]; with an identity, every client must upgrade to TLS
+    /// (NBD_OPT_STARTTLS) before anything else.
+    pub fn bind_with_tls(
+        addr: SocketAddr,
+        exports: Vec<NbdExport>,
+        secret: Secret,
+        limits: Limits,
+        tls: Option<&TlsIdentity>,
+    ) -> Result<Self, NetError> {
+        // No ALPN: NBD clients send none.
+        let tls = tls.map(|id| id.server_config_alpn(Vec::new())).transpose()?;
         let listener = TcpListener::bind(addr).map_err(|e| NetError::Bind(addr.to_string(), e))?;
         let shared = Arc::new(Shared {
             exports,
             secret,
             limits,
+            tls,
             active: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             logged: Mutex::new(Vec::new()),
@@ -179,7 +209,7 @@ enum End {
 }
 
 /// Read exactly `buf.len()` bytes before `deadline` (None: with the socket's current timeout).
-fn read_full(s: &mut TcpStream, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), End> {
+fn read_full<S: Conn>(s: &mut S, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), End> {
     let mut got = 0;
     while got < buf.len() {
         if let Some(d) = deadline {
@@ -200,7 +230,7 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], deadline: Option<Instant>) -> Re
 }
 
 /// Write a header and a body as one sequence (fewer packets than two `write_all`s).
-fn write_two(s: &mut TcpStream, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+fn write_two<W: Write>(s: &mut W, head: &[u8], body: &[u8]) -> std::io::Result<()> {
     let mut bufs = [IoSlice::new(head), IoSlice::new(body)];
     let mut bufs = &mut bufs[..];
     while !bufs.is_empty() {
@@ -214,143 +244,53 @@ fn write_two(s: &mut TcpStream, head: &[u8], body: &[u8]) -> std::io::Result<()>
     Ok(())
 }
 
-/// Find the export an export name names, if it carries the secret.
-fn lookup(shared: &Shared, name: &[u8]) -> Option<usize> {
-    let slash = name.iter().position(|&b| b == b'/')?;
-    let (secret, rest) = (&name[..slash], &name[slash + 1..]);
-    if !shared.secret.matches(secret) {
-        return None;
-    }
-    let rest = rest.strip_prefix(b"/").unwrap_or(rest);
-    shared.exports.iter().position(|e| ct_eq(e.name.trim_start_matches('/').as_bytes(), rest))
-}
-
-fn transmission_flags() -> u16 {
-    // Read-only: several connections cannot see each other's writes, as there are none.
-    FLAG_HAS_FLAGS | FLAG_READ_ONLY | FLAG_CAN_MULTI_CONN
-}
-
-/// The negotiation outcome.
-struct Chosen {
-    export: usize,
-    structured: bool,
-    base_allocation: bool,
-}
-
-/// One connection: handshake, then transmission.
+/// One connection: handshake (with TLS when required), then transmission.
 fn session(mut s: TcpStream, shared: &Shared) -> Result<(), End> {
     let lim = &shared.limits;
     s.set_nodelay(true)?;
     s.set_write_timeout(Some(lim.write_timeout))?;
-    let Some(chosen) = handshake(&mut s, shared)? else { return Ok(()) };
-    s.set_read_timeout(Some(lim.idle_timeout))?;
-    transmission(s, shared, chosen)
+    let deadline = Instant::now() + lim.handshake_timeout;
+    let no_zeroes = greet(&mut s, deadline)?;
+    let mut budget = lim.max_options;
+    let (mode, config) = match &shared.tls {
+        Some(c) => (TlsMode::Required, Some(Arc::clone(c))),
+        None => (TlsMode::Off, None),
+    };
+    match options(&mut s, shared, deadline, mode, no_zeroes, &mut budget)? {
+        Negotiated::Abort => Ok(()),
+        Negotiated::Go(chosen) => {
+            s.set_read_timeout(Some(lim.idle_timeout))?;
+            transmission(s, shared, chosen)
+        }
+        Negotiated::StartTls => {
+            let config = config.ok_or(End::Protocol("STARTTLS accepted without TLS"))?;
+            let (plain, pump) = tls::start(s, config, deadline, lim.write_timeout)?;
+            let r = after_starttls(plain, shared, deadline, no_zeroes, &mut budget);
+            // Every clone of the plaintext end is closed by now: the pump sends what is left.
+            pump.join();
+            r
+        }
+    }
 }
 
-/// The fixed newstyle negotiation; None when the client aborted.
-fn handshake(s: &mut TcpStream, shared: &Shared) -> Result<Option<Chosen>, End> {
-    let lim = &shared.limits;
-    let deadline = Some(Instant::now() + lim.handshake_timeout);
-    let mut hello = NBDMAGIC.to_be_bytes().to_vec();
-    hello.extend_from_slice(&IHAVEOPT.to_be_bytes());
-    hello.extend_from_slice(&(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes());
-    s.write_all(&hello)?;
-    let mut cf = [0u8; 4];
-    read_full(s, &mut cf, deadline)?;
-    let cflags = u32::from_be_bytes(cf);
-    if cflags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES) != 0 {
-        return Err(End::Protocol("unknown client flags"));
-    }
-    if cflags & FLAG_C_FIXED_NEWSTYLE == 0 {
-        // Without fixed newstyle an unsupported option could not be answered.
-        return Err(End::Protocol("client does not speak fixed newstyle"));
-    }
-    let no_zeroes = cflags & FLAG_C_NO_ZEROES != 0;
-    let (mut structured, mut base_allocation) = (false, false);
-    for _ in 0..lim.max_options {
-        let mut h = [0u8; OPTION_HEADER_LEN];
-        read_full(s, &mut h, deadline)?;
-        let Some((code, len)) = parse_option_header(&h) else {
-            return Err(End::Protocol("option without IHAVEOPT magic"));
-        };
-        if len > lim.max_option {
-            return Err(End::Protocol("option data too long"));
+/// The rest of a TLS connection, on the plaintext end of its pump.
+fn after_starttls<S: Conn>(
+    mut s: S,
+    shared: &Shared,
+    deadline: Instant,
+    no_zeroes: bool,
+    budget: &mut usize,
+) -> Result<(), End> {
+    s.set_write_timeout(Some(shared.limits.write_timeout))?;
+    // State negotiated before TLS is forgotten: `options` starts afresh.
+    match options(&mut s, shared, deadline, TlsMode::Active, no_zeroes, budget)? {
+        Negotiated::Abort => Ok(()),
+        Negotiated::Go(chosen) => {
+            s.set_read_timeout(Some(shared.limits.idle_timeout))?;
+            transmission(s, shared, chosen)
         }
-        let mut data = vec![0u8; len as usize];
-        read_full(s, &mut data, deadline)?;
-        let reply = |s: &mut TcpStream, kind: u32, d: &[u8]| s.write_all(&option_reply(code, kind, d));
-        let opt = match parse_option(code, &data) {
-            Ok(o) => o,
-            Err(e) => {
-                reply(s, REP_ERR_INVALID, e.0.as_bytes())?;
-                continue;
-            }
-        };
-        match opt {
-            Opt::ExportName(name) => {
-                // No way to answer "unknown" here: the protocol says close.
-                let Some(i) = lookup(shared, &name) else { return Err(End::Protocol("unknown export name")) };
-                let mut v = shared.exports[i].disk.len().to_be_bytes().to_vec();
-                v.extend_from_slice(&transmission_flags().to_be_bytes());
-                if !no_zeroes {
-                    v.extend_from_slice(&[0u8; 124]);
-                }
-                s.write_all(&v)?;
-                return Ok(Some(Chosen { export: i, structured: false, base_allocation: false }));
-            }
-            Opt::Abort => {
-                reply(s, REP_ACK, &[])?;
-                return Ok(None);
-            }
-            Opt::List => reply(s, REP_ERR_POLICY, b"export names carry the secret: they are not listed")?,
-            Opt::StartTls => reply(s, REP_ERR_UNSUP, b"TLS is not offered: the export name carries the secret")?,
-            Opt::StructuredReply => {
-                structured = true;
-                reply(s, REP_ACK, &[])?;
-            }
-            Opt::Info { go, name, requests } => {
-                let Some(i) = lookup(shared, &name) else {
-                    reply(s, REP_ERR_UNKNOWN, b"no such export")?;
-                    continue;
-                };
-                let size = shared.exports[i].disk.len();
-                reply(s, REP_INFO, &info_export(size, transmission_flags()))?;
-                if requests.contains(&INFO_BLOCK_SIZE) {
-                    reply(s, REP_INFO, &info_block_size(1, PREFERRED_BLOCK, lim.max_request))?;
-                }
-                reply(s, REP_ACK, &[])?;
-                if go {
-                    return Ok(Some(Chosen { export: i, structured, base_allocation }));
-                }
-            }
-            Opt::MetaContext { set, name, queries } => {
-                if !structured {
-                    reply(s, REP_ERR_INVALID, b"negotiate structured replies first")?;
-                    continue;
-                }
-                if lookup(shared, &name).is_none() {
-                    reply(s, REP_ERR_UNKNOWN, b"no such export")?;
-                    continue;
-                }
-                // LIST with no query lists every context; "base:" lists the namespace.
-                let wanted = |q: &[u8]| q == BASE_ALLOCATION.as_bytes() || (!set && q == b"base:");
-                let hit = if set {
-                    queries.iter().any(|q| wanted(q))
-                } else {
-                    queries.is_empty() || queries.iter().any(|q| wanted(q))
-                };
-                if hit {
-                    reply(s, REP_META_CONTEXT, &meta_context(BASE_ALLOCATION_ID, BASE_ALLOCATION))?;
-                }
-                if set {
-                    base_allocation = hit;
-                }
-                reply(s, REP_ACK, &[])?;
-            }
-            Opt::Unknown(_) => reply(s, REP_ERR_UNSUP, b"option not supported")?,
-        }
+        Negotiated::StartTls => Err(End::Protocol("STARTTLS inside TLS")),
     }
-    Err(End::Protocol("too many options"))
 }
 
 /// A request handed to a worker.
@@ -360,7 +300,7 @@ enum Job {
 }
 
 /// Serve requests until the client disconnects or breaks the protocol.
-fn transmission(mut s: TcpStream, shared: &Shared, c: Chosen) -> Result<(), End> {
+fn transmission<S: Conn>(mut s: S, shared: &Shared, c: Chosen) -> Result<(), End> {
     let export = &shared.exports[c.export];
     let sess = Session {
         size: export.disk.len(),
@@ -412,10 +352,10 @@ fn transmission(mut s: TcpStream, shared: &Shared, c: Chosen) -> Result<(), End>
 }
 
 /// The request loop: parse, decide, answer the trivial ones, queue reads for the workers.
-fn read_requests(
-    s: &mut TcpStream,
+fn read_requests<S: Conn>(
+    s: &mut S,
     sess: &Session,
-    writer: &Mutex<TcpStream>,
+    writer: &Mutex<S>,
     tx: &mpsc::SyncSender<Job>,
     failed: &AtomicBool,
 ) -> Result<(), End> {
@@ -456,9 +396,9 @@ fn read_requests(
     }
 }
 
-fn write_locked(w: &Mutex<TcpStream>, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+fn write_locked<S: Conn>(w: &Mutex<S>, head: &[u8], body: &[u8]) -> std::io::Result<()> {
     let mut g = w.lock().map_err(|_| std::io::Error::other("writer poisoned"))?;
-    write_two(&mut g, head, body)
+    write_two(&mut *g, head, body)
 }
 
 /// Log unreadable ranges met in `r` once each (they are served as zeros).
@@ -501,10 +441,10 @@ pub fn read_plan(disk: &dyn BlockSource, offset: u64, len: u32) -> Vec<(Range<u6
 }
 
 /// Answer a READ: structured (data and hole chunks) or simple (all bytes after the header).
-fn serve_read(
+fn serve_read<S: Conn>(
     shared: &Shared,
     export: usize,
-    w: &Mutex<TcpStream>,
+    w: &Mutex<S>,
     sess: &Session,
     handle: u64,
     offset: u64,
@@ -590,9 +530,9 @@ fn pieces(disk: &dyn BlockSource, offset: u64, len: u32) -> Vec<(Range<u64>, boo
 }
 
 /// Answer a BLOCK_STATUS with one `base:allocation` chunk.
-fn serve_status(
+fn serve_status<S: Conn>(
     disk: &dyn BlockSource,
-    w: &Mutex<TcpStream>,
+    w: &Mutex<S>,
     handle: u64,
     offset: u64,
     len: u32,
@@ -612,6 +552,7 @@ fn serve_status(
 mod tests {
     use super::*;
     use crate::block::SparseMem;
+    use std::io::Read;
 
     fn disk() -> SparseMem {
         let mut d = SparseMem { name: "t".into(), len: 16 << 20, ..Default::default() };

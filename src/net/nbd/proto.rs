@@ -45,6 +45,7 @@ pub const REP_META_CONTEXT: u32 = 4;
 pub const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
 pub const REP_ERR_POLICY: u32 = (1 << 31) + 2;
 pub const REP_ERR_INVALID: u32 = (1 << 31) + 3;
+pub const REP_ERR_TLS_REQD: u32 = (1 << 31) + 5;
 pub const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
 
 /// Information types of NBD_REP_INFO.
@@ -203,6 +204,46 @@ pub fn parse_option(code: u32, data: &[u8]) -> Result<Opt, OptInvalid> {
     // Options without data must have none.
     c.end()?;
     Ok(opt)
+}
+
+/// Where a connection stands with TLS ("TLS support" in the spec: we run NOTLS or FORCEDTLS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// The server offers no TLS (NOTLS).
+    Off,
+    /// TLS is required and not yet on (FORCEDTLS before NBD_OPT_STARTTLS).
+    Required,
+    /// TLS is on: option haggling goes on inside it.
+    Active,
+}
+
+/// What to do with an option given the TLS mode, before looking at its data.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TlsGate {
+    /// Handle the option as usual.
+    Pass,
+    /// NBD_OPT_STARTTLS to accept: reply ACK (if it carries no data), then the TLS handshake.
+    StartTls,
+    /// Reply with this error type and message; the negotiation goes on.
+    Refuse(u32, &'static str),
+    /// Close the connection (an option that cannot be refused).
+    Close(&'static str),
+}
+
+/// The spec's rules for an option code in each TLS mode: in FORCEDTLS, only STARTTLS and
+/// ABORT before TLS, other options ERR_TLS_REQD, EXPORT_NAME (which has no error reply)
+/// closes; STARTTLS once TLS is on is ERR_INVALID; without TLS, STARTTLS is ERR_UNSUP.
+pub fn tls_gate(code: u32, mode: TlsMode) -> TlsGate {
+    match (code, mode) {
+        (OPT_STARTTLS, TlsMode::Off) => {
+            TlsGate::Refuse(REP_ERR_UNSUP, "TLS is not offered here (serve nbd --tls offers it)")
+        }
+        (OPT_STARTTLS, TlsMode::Required) => TlsGate::StartTls,
+        (OPT_STARTTLS, TlsMode::Active) => TlsGate::Refuse(REP_ERR_INVALID, "TLS is already on"),
+        (OPT_ABORT, _) | (_, TlsMode::Off | TlsMode::Active) => TlsGate::Pass,
+        (OPT_EXPORT_NAME, TlsMode::Required) => TlsGate::Close("NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS"),
+        (_, TlsMode::Required) => TlsGate::Refuse(REP_ERR_TLS_REQD, "TLS is required: send NBD_OPT_STARTTLS first"),
+    }
 }
 
 /// A transmission request.
@@ -414,6 +455,30 @@ mod tests {
         );
         assert!(parse_option(OPT_STRUCTURED_REPLY, b"x").is_err());
         assert_eq!(parse_option(99, b"anything"), Ok(Opt::Unknown(99)));
+    }
+
+    #[test]
+    fn starttls_follows_the_mode() {
+        use TlsGate::*;
+        assert!(matches!(tls_gate(OPT_STARTTLS, TlsMode::Off), Refuse(REP_ERR_UNSUP, _)));
+        assert_eq!(tls_gate(OPT_STARTTLS, TlsMode::Required), StartTls);
+        assert!(matches!(tls_gate(OPT_STARTTLS, TlsMode::Active), Refuse(REP_ERR_INVALID, _)));
+        // FORCEDTLS: everything but STARTTLS and ABORT is refused before TLS, even unknown
+        // options; EXPORT_NAME cannot be refused, so it closes.
+        for code in [OPT_GO, OPT_INFO, OPT_LIST, OPT_STRUCTURED_REPLY, OPT_SET_META_CONTEXT, 99] {
+            assert!(matches!(tls_gate(code, TlsMode::Required), Refuse(REP_ERR_TLS_REQD, _)), "{code}");
+            assert_eq!(tls_gate(code, TlsMode::Active), Pass, "{code}");
+            assert_eq!(tls_gate(code, TlsMode::Off), Pass, "{code}");
+        }
+        assert!(matches!(tls_gate(OPT_EXPORT_NAME, TlsMode::Required), Close(_)));
+        assert_eq!(tls_gate(OPT_EXPORT_NAME, TlsMode::Active), Pass);
+        assert_eq!(tls_gate(OPT_ABORT, TlsMode::Required), Pass);
+        // NBD_REP_ERR_TLS_REQD is never sent once TLS is on or when it is not offered.
+        for mode in [TlsMode::Off, TlsMode::Active] {
+            for code in 0..20 {
+                assert!(!matches!(tls_gate(code, mode), Refuse(REP_ERR_TLS_REQD, _)));
+            }
+        }
     }
 
     #[test]
