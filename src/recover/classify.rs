@@ -93,6 +93,11 @@ fn plausible(kind: u32, addr: u32, name: &[u8]) -> bool {
 /// The start of a VMFS3/5 directory: "." naming itself, then "..". Entries are read to the end
 /// of the lookahead or the next directory start; garbage records are skipped.
 fn dir5(b: &[u8]) -> Option<What> {
+    // The same test on the raw bytes first: parsing allocates the names, and this runs on
+    // nearly every sector of a scan.
+    if u32_at(b, 0)? != 2 || b.get(0x0c..0x0e)? != b".\0" {
+        return None;
+    }
     let first = DirEntry5::parse(b).ok()?;
     let second = DirEntry5::parse(b.get(DIR_ENTRY5_SIZE..)?).ok()?;
     if first.name != b"." || second.name != b".." || first.kind.raw() != 2 || first.desc_addr & 7 != 4 {
