@@ -255,3 +255,100 @@ fn record(m: &mut Value, r: &CopyReport) {
     m["sha256"] = json!(r.sha256);
     m["unreadable"] = json!(r.unreadable.iter().map(|r| [r.start, r.end - r.start]).collect::<Vec<_>>());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{MemSource, Tolerant};
+    use crate::guest::GuestError;
+
+    /// `/a/f` (with stream `s`), `/a/b/g`, a deleted `/a/f` beside the live one, `/x:y`.
+    struct Fake;
+
+    fn e(name: &str, kind: Kind, id: u64, deleted: bool, streams: &[&str]) -> Entry {
+        Entry {
+            name: name.into(),
+            kind,
+            size: 0,
+            deleted,
+            streams: streams.iter().map(|s| s.to_string()).collect(),
+            ..Entry::bare_root(id, None)
+        }
+    }
+
+    impl GuestFs for Fake {
+        fn fs_type(&self) -> String {
+            "fake".into()
+        }
+        fn label(&self) -> Option<String> {
+            None
+        }
+        fn root(&self) -> Entry {
+            Entry::bare_root(0, None)
+        }
+        fn list(&self, dir: &Entry) -> Result<Vec<Entry>, GuestError> {
+            Ok(match dir.id {
+                0 => vec![e("a", Kind::Dir, 1, false, &[]), e("x:y", Kind::File, 5, false, &[])],
+                // The deleted f first: the live one still keeps the name.
+                1 => vec![
+                    e("f", Kind::File, 6, true, &[]),
+                    e("f", Kind::File, 2, false, &["s"]),
+                    e("b", Kind::Dir, 3, false, &[]),
+                ],
+                3 => vec![e("g", Kind::File, 4, false, &[])],
+                _ => vec![],
+            })
+        }
+        fn open(&self, file: &Entry, stream: Option<&str>) -> Result<Source, GuestError> {
+            let data = format!("{}:{}", file.id, stream.unwrap_or("")).into_bytes();
+            Ok(Arc::new(Tolerant::new(MemSource::new("fake", data))))
+        }
+    }
+
+    fn manifest(dir: &Path) -> Vec<Value> {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn folders_land_as_themselves_with_streams_beside_their_file() {
+        let t = tempfile::tempdir().unwrap();
+        let a = e("a", Kind::Dir, 1, false, &[]);
+        let g = e("g", Kind::File, 4, false, &[]);
+        // /a/b/g comes with /a: not written twice.
+        let roots =
+            [("/a/b/g".to_string(), g), ("/a".to_string(), a), ("/x:y".into(), e("x:y", Kind::File, 5, false, &[]))];
+        let opts = Options { place: Place::Itself, ..Options::default() };
+        let s = extract(&Fake, &roots, t.path(), &opts).unwrap();
+        assert_eq!((s.files, s.streams, s.dirs, s.errors), (4, 1, 2, 0), "{s:?}");
+        let read = |p: &str| std::fs::read_to_string(t.path().join(p)).unwrap();
+        assert_eq!(read("a/f"), "2:");
+        assert_eq!(read("a/f~2"), "6:", "the deleted one gets another name");
+        assert_eq!(read("a/f@s"), "2:s");
+        assert_eq!(read("a/b/g"), "4:");
+        assert_eq!(read("x_y"), "5:");
+        let m = manifest(t.path());
+        let st = m.iter().find(|v| v["stream"] == "s").unwrap();
+        assert_eq!(
+            (st["path"].as_str(), st["output"].as_str(), st["size"].as_u64()),
+            (Some("/a/f"), Some("a/f@s"), Some(3))
+        );
+        assert!(st["sha256"].as_str().is_some_and(|h| h.len() == 64));
+        assert!(m.iter().any(|v| v["path"] == "/x:y" && v["name"] == "x:y" && v["output"] == "x_y"));
+    }
+
+    #[test]
+    fn contents_of_a_folder_and_no_deleted() {
+        let t = tempfile::tempdir().unwrap();
+        let opts = Options { deleted: false, ..Options::default() };
+        let s = extract(&Fake, &[("/a".into(), e("a", Kind::Dir, 1, false, &[]))], t.path(), &opts).unwrap();
+        assert_eq!((s.files, s.streams, s.dirs), (2, 1, 1));
+        assert!(t.path().join("f").is_file() && t.path().join("b/g").is_file() && !t.path().join("f~2").exists());
+        // A stop before the first file: nothing but the manifest.
+        let t = tempfile::tempdir().unwrap();
+        let meter = Arc::new(Meter::default());
+        meter.stop.store(true, Ordering::Relaxed);
+        let opts = Options { meter: Some(meter), ..Options::default() };
+        let s = extract(&Fake, &[("".into(), Entry::bare_root(0, None))], t.path(), &opts).unwrap();
+        assert!(s.stopped && s.files == 0 && t.path().join("manifest.json").is_file());
+    }
+}
