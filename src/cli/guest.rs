@@ -3,15 +3,15 @@
 use super::args::{GuestCommand, GuestTarget};
 use super::{Outcome, UsageError, vdisk};
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
-use std::collections::HashSet;
+use serde_json::json;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use vmfs_rescue::block::Source;
 use vmfs_rescue::compare;
 use vmfs_rescue::datastore::dest_on_source;
-use vmfs_rescue::extract::{CopyOptions, Sink, copy, copy_to_file, sanitize_guest_component};
+use vmfs_rescue::extract::{CopyOptions, Sink, copy};
+use vmfs_rescue::guest::extract::{self as gx, entry_json};
 use vmfs_rescue::guest::{self, Entry, GuestFs, Kind};
 
 /// Open the disk: a virtual disk (chain, snapshot), else a local raw image.
@@ -59,12 +59,6 @@ fn open_fs(disk: &Source, t: &GuestTarget) -> Result<Box<dyn GuestFs>> {
         },
     };
     Ok(guest::open_fs(&vol.source)?)
-}
-
-fn entry_json(path: &str, e: &Entry) -> Value {
-    let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
-    v["path"] = json!(path);
-    v
 }
 
 fn entry_line(path: &str, e: &Entry) -> String {
@@ -159,19 +153,6 @@ fn cat(t: &GuestTarget) -> Result<Outcome> {
     Ok(if r.unreadable.is_empty() { Outcome::Clean } else { Outcome::Damaged })
 }
 
-/// An output name not used yet in its folder: `name`, else `name~2`, ...
-fn unique(dir: &Path, name: std::ffi::OsString, used: &mut HashSet<PathBuf>) -> PathBuf {
-    let mut p = dir.join(&name);
-    let mut n = 2;
-    while !used.insert(p.clone()) {
-        let mut s = name.clone();
-        s.push(format!("~{n}"));
-        p = dir.join(s);
-        n += 1;
-    }
-    p
-}
-
 fn extract(t: &GuestTarget, to: &Path, deleted: bool) -> Result<Outcome> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     if let Some(src) = dest_on_source(to, &t.src.files) {
@@ -181,72 +162,15 @@ fn extract(t: &GuestTarget, to: &Path, deleted: bool) -> Result<Outcome> {
     let fs = open_fs(&disk, t)?;
     let root = guest::lookup(&*fs, &t.guest_path)?;
     let prefix = t.guest_path.trim_end_matches('/').to_string();
-    // Collect first (the walk borrows the file system), live entries before deleted ones so a
-    // live file keeps its name when a deleted one had the same.
-    let mut items: Vec<(String, Entry)> = Vec::new();
-    let mut errors = Vec::new();
-    if root.kind == Kind::Dir {
-        guest::walk(&*fs, &root, &prefix, &mut |p, e| items.push((p.to_string(), e.clone())), &mut errors);
-    } else {
-        items.push((prefix.clone(), root.clone()));
-    }
-    if !deleted {
-        items.retain(|(_, e)| !e.deleted);
-    }
-    items.sort_by_key(|(p, e)| (e.deleted, p.matches('/').count()));
-    let mut manifest: Vec<Value> = errors.iter().map(|e| json!({"error": e})).collect();
-    let mut damaged = !errors.is_empty();
-    let mut used: HashSet<PathBuf> = HashSet::new();
-    // Guest folder path -> output folder.
-    let mut dirs: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
-    // The folder extracted lands in DIR; a single file lands in DIR too.
-    let top = if root.kind == Kind::Dir {
-        prefix.clone()
-    } else {
-        prefix.rsplit_once('/').map_or("", |(p, _)| p).to_string()
-    };
-    dirs.insert(top, to.to_path_buf());
-    for (path, e) in &items {
-        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
-        let Some(out_dir) = dirs.get(parent).cloned() else {
-            // Its folder was not created (a deleted folder left out): skip, say so.
-            manifest.push(json!({"path": path, "error": "its folder was not extracted"}));
-            continue;
-        };
-        let out = unique(&out_dir, sanitize_guest_component(e.name.as_bytes()), &mut used);
-        let rel = out.strip_prefix(to).unwrap_or(&out).to_string_lossy().to_string();
-        let mut m = entry_json(path, e);
-        m["output"] = json!(rel);
-        match e.kind {
-            Kind::Dir => {
-                std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-                dirs.insert(path.clone(), out);
-            }
-            Kind::File => match fs.open(e, None) {
-                Ok(src) => match copy_to_file(&*src, &out, CopyOptions::default()) {
-                    Ok(r) => {
-                        m["sha256"] = json!(r.sha256);
-                        m["unreadable"] =
-                            json!(r.unreadable.iter().map(|r| [r.start, r.end - r.start]).collect::<Vec<_>>());
-                        damaged |= !r.unreadable.is_empty();
-                    }
-                    Err(err) => {
-                        m["error"] = json!(err.to_string());
-                        damaged = true;
-                    }
-                },
-                Err(err) => {
-                    m["error"] = json!(err.to_string());
-                    damaged = true;
-                }
-            },
-            Kind::Symlink | Kind::Other => m["note"] = json!("not a regular file: not copied"),
-        }
-        manifest.push(m);
-    }
-    let tmp = to.join("manifest.json.partial");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&manifest)? + "\n")?;
-    std::fs::rename(&tmp, to.join("manifest.json"))?;
-    eprintln!("{} entries; manifest: {}", manifest.len(), to.join("manifest.json").display());
-    Ok(if damaged { Outcome::Damaged } else { Outcome::Clean })
+    let opts = gx::Options { deleted, place: gx::Place::Contents, ..gx::Options::default() };
+    let sum = gx::extract(&*fs, &[(prefix, root)], to, &opts)?;
+    eprintln!(
+        "{} files, {} streams, {} folders; {} entries; manifest: {}",
+        sum.files,
+        sum.streams,
+        sum.dirs,
+        sum.entries,
+        sum.manifest.display()
+    );
+    Ok(if sum.clean() { Outcome::Clean } else { Outcome::Damaged })
 }

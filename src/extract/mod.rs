@@ -409,6 +409,18 @@ pub fn sanitize_guest_component(name: &[u8]) -> OsString {
     sanitize_component(&out)
 }
 
+/// The output name of alternate data stream `stream` of guest file `name` (NTFS `NAME:STREAM`):
+/// `NAME@STREAM`, sanitized as a whole by [`sanitize_guest_component`] (the `:` of the NTFS
+/// form is one of the characters Windows forbids, `@` is not). A guest file that is really
+/// called `NAME@STREAM` in the same folder gets `~2` (the extraction never writes a name
+/// twice), and the manifest says which output is a stream (`"stream"`).
+pub fn sanitize_guest_stream(name: &[u8], stream: &[u8]) -> OsString {
+    let mut v = name.to_vec();
+    v.push(b'@');
+    v.extend_from_slice(stream);
+    sanitize_guest_component(&v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +435,13 @@ mod tests {
         assert_eq!(sanitize_guest_component(b"dot."), OsString::from("dot._"));
         assert_eq!(sanitize_guest_component(b".."), OsString::from("_.."));
         assert_eq!(sanitize_guest_component(b"\xff\xfe"), OsString::from_vec(vec![0xff, 0xfe]));
+    }
+
+    #[test]
+    fn guest_stream_names() {
+        assert_eq!(sanitize_guest_stream(b"a.txt", b"Zone.Identifier"), OsString::from("a.txt@Zone.Identifier"));
+        assert_eq!(sanitize_guest_stream(b"a:b", b"s?"), OsString::from("a_b@s_"));
+        assert_eq!(sanitize_guest_stream(b"con", b"x"), OsString::from("con@x"));
     }
 
     #[test]

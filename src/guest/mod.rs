@@ -13,12 +13,14 @@
 //! boot region), [`ext4`] (ext2/3/4, deleted inodes), [`ntfs`] (NTFS: tree from an MFT scan,
 //! sparse, compressed and fragmented files, alternate data streams, deleted records, the backup
 //! boot sector). [`lvm2`] turns the Linux LVM2 physical volumes among the partitions (or a whole
-//! disk) into one volume per linear logical volume, numbered after the partitions.
+//! disk) into one volume per linear logical volume, numbered after the partitions. [`extract`]
+//! writes chosen entries out (streams as sibling files) with a manifest of the original names.
 
 mod bitmap;
 mod error;
 pub mod exfat;
 pub mod ext4;
+pub mod extract;
 pub mod fat;
 pub mod lvm2;
 pub mod ntfs;

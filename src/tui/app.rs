@@ -343,6 +343,10 @@ pub struct App {
     pub busy: Option<String>,
     pub log: VecDeque<String>,
     pub quit: bool,
+    /// Browse's guest view: a virtual disk's volumes and files, when open.
+    pub guest: Option<super::guest::GuestView>,
+    /// The last guest-view request id.
+    pub guest_seq: u64,
 }
 
 /// Lines the log pane keeps.
@@ -371,6 +375,8 @@ impl App {
             busy: Some("opening the sources".into()),
             log: VecDeque::new(),
             quit: false,
+            guest: None,
+            guest_seq: 0,
         }
     }
 
@@ -382,9 +388,14 @@ impl App {
         self.log.push_back(line.into());
     }
 
-    /// Whether a scan or a recovery is running (quitting asks first).
+    /// Whether a scan, a recovery or a guest extraction is running (quitting asks first).
     pub fn job_running(&self) -> bool {
-        self.scan.status.active() || self.recover.status.active()
+        self.scan.status.active() || self.recover.status.active() || self.guest_extracting()
+    }
+
+    /// Whether the guest view is extracting files.
+    pub fn guest_extracting(&self) -> bool {
+        self.guest.as_ref().is_some_and(|g| g.extract.status.active())
     }
 
     /// The item under the Browse cursor.

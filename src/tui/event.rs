@@ -4,6 +4,8 @@
 use super::app::{
     DestRow, ExportKind, ExportState, HwRow, ItemRow, JobStatus, NicRow, Preview, ScanView, SourceRow, VolumeRow,
 };
+use super::guest::VolumeRow as GuestVolumeRow;
+use crate::guest::Entry;
 use ratatui::crossterm::event::KeyEvent;
 use std::path::PathBuf;
 
@@ -60,6 +62,35 @@ pub enum Command {
         kind: ExportKind,
         on: bool,
     },
+    /// Open catalogue item `item` as a virtual disk (its chain) and list its volumes; `id`
+    /// names the opened disk in the commands that follow.
+    GuestOpen {
+        id: u64,
+        generation: u64,
+        item: usize,
+    },
+    /// List folder `dir` (`None`: the root) at `path` of volume `volume` of guest disk `id`.
+    GuestList {
+        id: u64,
+        volume: usize,
+        path: String,
+        dir: Option<Entry>,
+    },
+    /// Read the start of a guest file.
+    GuestPreview {
+        id: u64,
+        volume: usize,
+        path: String,
+        file: Entry,
+    },
+    /// Extract the marked entries (volume, guest path, entry) of guest disk `id` under `to`.
+    GuestExtract {
+        id: u64,
+        select: Vec<(usize, String, Entry)>,
+        to: PathBuf,
+    },
+    /// Stop the guest extraction (finished files are kept).
+    GuestStop,
 }
 
 /// Facts the worker learned about items of catalogue `generation`.
@@ -119,6 +150,33 @@ pub enum JobEvent {
     Export {
         kind: ExportKind,
         state: ExportState,
+    },
+    /// A guest disk opened: its volumes and notes, or why it did not open.
+    GuestOpened {
+        id: u64,
+        result: Result<(Vec<GuestVolumeRow>, Vec<String>), String>,
+    },
+    GuestListed {
+        id: u64,
+        volume: usize,
+        path: String,
+        result: Result<Vec<Entry>, String>,
+    },
+    GuestPreview {
+        id: u64,
+        path: String,
+        preview: Preview,
+    },
+    GuestProgress {
+        id: u64,
+        bytes: u64,
+        files: u64,
+        current: String,
+    },
+    GuestExtracted {
+        id: u64,
+        status: JobStatus,
+        summary: Vec<String>,
     },
     Log(String),
     /// Something the admin must read.

@@ -43,6 +43,10 @@ pub enum Action {
     ToggleNbd,
     StartRecover,
     StopRecover,
+    /// Browse: open the virtual disk under the cursor in the guest view.
+    OpenGuest,
+    /// Leave the guest view.
+    LeaveGuest,
     // Inside overlays.
     Yes,
     No,
@@ -103,7 +107,24 @@ const BROWSE: &[Binding] = &[
     k(&[Char(' ')], "Space", "mark", "mark / unmark (a disk descriptor marks its extents too)", Action::Mark),
     b(&[Char('a')], "a", "mark / unmark everything here", Action::MarkAll, false),
     k(&[Char('r')], "r", "recover", "recover what is marked (or the line under the cursor)", Action::RecoverMarked),
+    k(&[Char('g')], "g", "guest", "guest files: the partitions and files inside this virtual disk", Action::OpenGuest),
     b(&[F(5)], "F5", "refresh with what the scan found so far", Action::Refresh, false),
+];
+/// Browse with a virtual disk opened (the guest view).
+const GUEST: &[Binding] = &[
+    k(&[Enter, Right], "Enter", "open", "open a volume or folder / preview a file", Action::Open),
+    k(&[Backspace, Left], "Bksp", "up", "up one folder (from the volumes: back to Browse)", Action::Back),
+    k(&[Char(' ')], "Space", "mark", "mark / unmark a file or folder", Action::Mark),
+    b(&[Char('a')], "a", "mark / unmark everything here", Action::MarkAll, false),
+    k(
+        &[Char('r')],
+        "r",
+        "extract",
+        "extract what is marked (or the line under the cursor) to the Recover screen's destination",
+        Action::RecoverMarked,
+    ),
+    b(&[Char('x')], "x", "stop extracting (finished files are kept)", Action::StopRecover, false),
+    k(&[Esc, Char('g')], "Esc", "close", "close the disk: back to Browse", Action::LeaveGuest),
 ];
 const SCAN: &[Binding] = &[
     k(&[Char('s')], "s", "start", "start or resume the scan", Action::StartScan),
@@ -177,6 +198,14 @@ pub fn bindings(screen: Screen) -> Vec<&'static Binding> {
     v
 }
 
+/// The bindings in force in `app`: those of its screen, or of the guest view when it is open.
+pub fn bindings_for(app: &App) -> Vec<&'static Binding> {
+    if app.screen != Screen::Browse || app.guest.is_none() {
+        return bindings(app.screen);
+    }
+    MOVE.iter().chain(ENDS.iter()).chain(GUEST.iter()).chain(GLOBAL.iter()).collect()
+}
+
 /// The action `key` means in `app`'s current screen and overlay.
 pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == Char('c') {
@@ -213,5 +242,5 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
         Some(Overlay::Help | Overlay::Message(_)) => return Some(Action::Close),
         None => {}
     }
-    bindings(app.screen).into_iter().find(|b| b.keys.contains(&key.code)).map(|b| b.action)
+    bindings_for(app).into_iter().find(|b| b.keys.contains(&key.code)).map(|b| b.action)
 }

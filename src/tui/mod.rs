@@ -2,12 +2,14 @@
 //!
 //! - `app.rs` the state; `event.rs` what flows through the loop; `keys.rs` the key tables;
 //! - `update.rs` the decisions; `worker.rs` the jobs, on threads; `hwview.rs` hardware as rows;
+//! - `guest.rs` Browse's guest view (a virtual disk's volumes and files): state and decisions;
 //! - `view/` the drawing, one file per screen; `text.rs` words; `theme.rs` colours and borders.
 //!
 //! The loop is generic over the ratatui backend, so tests drive it on a `TestBackend`.
 
 pub mod app;
 pub mod event;
+pub mod guest;
 pub mod hwview;
 pub mod keys;
 mod logpane;

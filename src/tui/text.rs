@@ -48,6 +48,20 @@ pub fn state(s: State) -> &'static str {
     }
 }
 
+/// A guest file system's time (Unix seconds; `None` when unknown) as [`time`] prints it.
+pub fn time64(t: Option<i64>) -> String {
+    t.and_then(|t| u32::try_from(t).ok()).map_or_else(|| "-".into(), time)
+}
+
+/// How sure a deleted guest file's content is.
+pub fn guest_confidence(c: crate::guest::Confidence) -> &'static str {
+    match c {
+        crate::guest::Confidence::High => "high",
+        crate::guest::Confidence::Medium => "med",
+        crate::guest::Confidence::Low => "low",
+    }
+}
+
 pub fn confidence(c: Confidence) -> &'static str {
     match c {
         Confidence::High => "high",

@@ -19,7 +19,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Command> {
 
 /// On Browse, the file under the cursor is previewed in the details pane (and by Enter).
 fn follow_preview(app: &mut App) -> Option<Command> {
-    if app.screen != Screen::Browse {
+    if app.screen != Screen::Browse || app.guest.is_some() {
         return None;
     }
     let i = app.browse.rows.get(app.browse.cursor).filter(|r| !r.dir)?.item?;
@@ -32,6 +32,11 @@ fn follow_preview(app: &mut App) -> Option<Command> {
 }
 
 fn act(app: &mut App, action: Action) -> Vec<Command> {
+    if app.screen == Screen::Browse
+        && let Some(cmds) = super::guest::act(app, action)
+    {
+        return cmds;
+    }
     match action {
         Action::Quit => {
             if app.job_running() {
@@ -103,6 +108,7 @@ fn act(app: &mut App, action: Action) -> Vec<Command> {
             });
         }
         Action::StartRecover => return start_recover(app, false),
+        Action::OpenGuest if app.screen == Screen::Browse => return super::guest::open(app),
         Action::Dhcp | Action::TypeAddress | Action::ToggleWeb { .. } | Action::ToggleNbd => {
             return super::network::act(app, action);
         }
@@ -122,6 +128,9 @@ fn overlay_action(app: &mut App, o: Overlay, action: Action) -> Vec<Command> {
             }
             if app.recover.status.active() {
                 v.push(Command::StopRecover);
+            }
+            if app.guest_extracting() {
+                v.push(Command::GuestStop);
             }
             return v;
         }
@@ -487,6 +496,11 @@ pub fn on_job(app: &mut App, ev: JobEvent) -> Vec<Command> {
             app.recover.summary = summary;
             app.recover.current.clear();
         }
+        ev @ (JobEvent::GuestOpened { .. }
+        | JobEvent::GuestListed { .. }
+        | JobEvent::GuestPreview { .. }
+        | JobEvent::GuestProgress { .. }
+        | JobEvent::GuestExtracted { .. }) => super::guest::on_job(app, ev),
         JobEvent::Log(l) => app.log(l),
         JobEvent::Failed(e) => {
             app.log(e.clone());

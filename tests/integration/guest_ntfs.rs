@@ -303,7 +303,8 @@ fn guest_ntfs_backup_boot_sector() {
 }
 
 /// `guest ls -R --json` and `guest extract` on the NTFS disk: every file byte-exact, names
-/// with `:` and reserved names sanitized on output, the manifest keeping the originals.
+/// with `:` and reserved names sanitized on output, the manifest keeping the originals; the
+/// alternate data stream written beside its file as `NAME@STREAM`, byte-exact.
 #[test]
 fn guest_ntfs_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -336,4 +337,17 @@ fn guest_ntfs_cli() {
     assert!(out_of("/a:b?.txt").ends_with("a_b_.txt"), "{}", out_of("/a:b?.txt"));
     assert!(out_of("/con").ends_with("_con"), "{}", out_of("/con"));
     assert!(m.iter().any(|e| e["deleted"] == true && e["name"] == "gone.bin"));
+    // The alternate data stream: a sibling file NAME@STREAM with its own manifest entry.
+    let (p, s, d) = &t.ads;
+    let e = m
+        .iter()
+        .find(|e| e["path"] == p.as_str() && e["stream"] == s.as_str())
+        .unwrap_or_else(|| panic!("{p}:{s} not in manifest"));
+    assert_eq!(e["output"], "with stream.txt@Zone.Identifier");
+    assert_eq!(e["name"], "with stream.txt");
+    assert_eq!(e["size"], d.len());
+    assert_eq!(e["sha256"], sum(d).as_str(), "stream hash in the manifest");
+    assert_eq!(crate::util::sha256_file(&out.join("with stream.txt@Zone.Identifier")), sum(d), "stream file");
+    // The main stream is still the file itself.
+    assert_eq!(std::fs::read(out.join("with stream.txt")).unwrap(), b"main stream");
 }

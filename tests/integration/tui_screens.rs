@@ -432,3 +432,165 @@ fn network_screen_exports_to_real_clients() {
     let out2 = std::process::Command::new("nbdinfo").arg("--size").arg(&uri).output().unwrap();
     assert!(!out2.status.success(), "the NBD export still answers after n");
 }
+
+/// Mark the FAT directory entry of `short` (11 bytes, `NAME    EXT`, a regular file) deleted
+/// wherever it is in `img`, with the long-name entries before it: the guest now holds a deleted
+/// file, as if the guest had removed it.
+fn delete_fat_entry(img: &Path, short: &[u8; 11]) -> usize {
+    let mut b = std::fs::read(img).unwrap();
+    let mut n = 0;
+    let mut at = 0;
+    while let Some(i) = b[at..].windows(11).position(|w| w == short) {
+        let e = at + i;
+        at = e + 11;
+        // A directory entry: 32-byte aligned in its cluster, attribute "archive" or none.
+        if e % 32 != 0 || !matches!(b[e + 11], 0x00 | 0x20) {
+            continue;
+        }
+        b[e] = 0xE5;
+        let mut l = e;
+        while l >= 32 && b[l - 32 + 11] == 0x0F {
+            l -= 32;
+            b[l] = 0xE5;
+        }
+        n += 1;
+    }
+    std::fs::write(img, b).unwrap();
+    n
+}
+
+impl Ui {
+    /// Move the guest view's cursor to the live entry `name`.
+    fn guest_select(&mut self, name: &str) {
+        let g = self.app.guest.as_ref().unwrap();
+        let i = g.rows.iter().position(|e| e.name == name && !e.deleted);
+        let i = i.unwrap_or_else(|| panic!("no guest row {name} in {:?}", g.rows));
+        self.key(KeyCode::Home);
+        for _ in 0..i {
+            self.key(KeyCode::Down);
+        }
+    }
+
+    fn guest_listed(&mut self, what: &str) {
+        self.settle(what, |a| a.guest.as_ref().is_some_and(|g| !g.opening && !g.listing));
+    }
+
+    fn guest_enter(&mut self, name: &str) {
+        self.guest_select(name);
+        self.key(KeyCode::Enter);
+        self.guest_listed(name);
+    }
+}
+
+/// Browse's guest view on a forged datastore: the FAT32 guest of a VM under a snapshot (its
+/// chain read in place), its volumes, a folder with a file the guest deleted, a preview; marked
+/// files and folders extracted to the Recover screen's destination on the worker, byte-exact
+/// against the forge's truth, with the manifest.
+#[test]
+fn guest_view_from_browse_to_extracted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, truth) = forge(dir.path(), "healthy", 6, "3G", &["ds.img"], true);
+    let disk = truth.disks.iter().find(|d| d.guest_fs == "fat32").expect("a FAT32 guest").clone();
+    assert!(delete_fat_entry(&images[0], b"REPORT  TXT") > 0, "the report's entry is on the datastore");
+    let _guard = SourceGuard::new(&images);
+    let mut ui = Ui::new(images.clone(), dir.path().join("state"), dir.path(), color());
+    ui.submit(vmfs_rescue::tui::startup());
+    ui.settle("the volumes", |a| a.busy.is_none() && a.volumes.iter().any(|v| v.browse_path.is_some()));
+    ui.key(KeyCode::Enter);
+    ui.select(&disk.vm);
+    ui.key(KeyCode::Enter);
+    let leaf = disk.chain[0].rsplit('/').next().unwrap();
+    ui.select(leaf);
+    ui.key(KeyCode::Char('g'));
+    assert!(ui.app.guest.is_some(), "g opens the guest view");
+    ui.settle("the guest disk", |a| a.guest.as_ref().is_some_and(|g| !g.opening));
+    let g = ui.app.guest.as_ref().unwrap();
+    assert!(g.error.is_none(), "{:?}", g.error);
+    assert!(g.volumes.iter().any(|v| v.fs == "FAT32"), "{:?}", g.volumes);
+    let fat = g.volumes.iter().position(|v| v.fs == "FAT32").unwrap();
+    ui.snap("guest_volumes");
+
+    // Into the volume and down to the folder with the deleted report.
+    ui.key(KeyCode::Home);
+    for _ in 0..fat {
+        ui.key(KeyCode::Down);
+    }
+    ui.key(KeyCode::Enter);
+    ui.guest_listed("the root");
+    ui.guest_enter("Users");
+    ui.guest_enter("Administrator");
+    ui.guest_enter("Documents");
+    let g = ui.app.guest.as_ref().unwrap();
+    let gone = g.rows.iter().find(|e| e.deleted).unwrap_or_else(|| panic!("a deleted entry: {:?}", g.rows));
+    // FAT keeps no first letter of a deleted 8.3 name.
+    assert!(gone.name.to_ascii_lowercase().ends_with("eport.txt") && gone.confidence.is_some(), "{gone:?}");
+    let note = "Заметка über Sicherung.txt";
+    ui.guest_select(note);
+    ui.snap("guest_deleted");
+
+    // A preview in the overlay.
+    ui.key(KeyCode::Enter);
+    ui.settle("the guest preview", |a| a.browse.preview.as_ref().is_some_and(|p| p.lines.len() > 3));
+    assert!(ui.app.browse.preview.as_ref().unwrap().lines.iter().any(|l| l.contains("Überprüfung")));
+    ui.key(KeyCode::Esc);
+    assert!(ui.app.guest.is_some(), "Esc closes only the preview");
+
+    // Mark the note and, from the root, the Windows and ProgramData folders.
+    ui.key(KeyCode::Char(' '));
+    for _ in 0..3 {
+        ui.key(KeyCode::Backspace);
+        ui.guest_listed("back up");
+    }
+    assert_eq!(ui.app.guest.as_ref().unwrap().path(), "");
+    ui.guest_select("Windows");
+    ui.key(KeyCode::Char(' '));
+    ui.guest_select("ProgramData");
+    ui.key(KeyCode::Char(' '));
+    assert_eq!(ui.app.guest.as_ref().unwrap().marked.len(), 3);
+
+    // No destination yet: r says where to choose one. Then the Recover screen's folder.
+    ui.key(KeyCode::Char('r'));
+    assert!(ui.app.overlay.is_some() && !ui.app.guest.as_ref().unwrap().extract.status.active());
+    ui.key(KeyCode::Esc);
+    let out = dir.path().join("out");
+    ui.key(KeyCode::Char('5'));
+    ui.key(KeyCode::Char('t'));
+    for _ in 0..4 {
+        ui.key(KeyCode::Backspace);
+    }
+    ui.keys(&out.display().to_string());
+    ui.key(KeyCode::Enter);
+    ui.settle("the destination", |a| a.recover.target.is_some());
+    ui.key(KeyCode::Char('3'));
+    assert!(ui.app.guest.is_some(), "the guest view is still open");
+    ui.key(KeyCode::Char('r'));
+    ui.settle("the extraction", |a| {
+        a.guest.as_ref().is_some_and(|g| !g.extract.status.active() && !g.extract.summary.is_empty())
+    });
+    let g = ui.app.guest.as_ref().unwrap();
+    assert_eq!(g.extract.status, JobStatus::Done, "{:?}", g.extract.summary);
+
+    // Byte-exact against the forge's truth, and the manifest says so.
+    let mut base = out.join(worker::OUTPUT_DIR).join("guest");
+    base.extend(g.disk.split('/'));
+    let index = g.volumes[fat].index;
+    let part = base.join(format!("part{index}"));
+    let m: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(part.join("manifest.json")).unwrap()).unwrap();
+    let want: Vec<_> = truth
+        .guest_files
+        .iter()
+        .filter(|f| f.disk == disk.chain[0])
+        .filter(|f| f.path.starts_with("/Windows/") || f.path.starts_with("/ProgramData/") || f.path.ends_with(note))
+        .collect();
+    assert_eq!(want.len(), 3, "{want:?}");
+    for f in want {
+        let e = m.iter().find(|e| e["path"] == f.path.as_str()).unwrap_or_else(|| panic!("{} not in {m:?}", f.path));
+        assert_eq!(e["sha256"], f.sha256.as_str(), "{}", f.path);
+        let file = part.join(e["output"].as_str().unwrap());
+        assert_eq!(sha256_file(&file), f.sha256, "{}", f.path);
+    }
+    assert!(part.join("Windows/System32/drivers/etc/hosts").is_file());
+    assert!(part.join(note).is_file(), "a marked file lands at the top");
+    assert!(!part.join("Users").exists(), "only what was marked is written");
+}

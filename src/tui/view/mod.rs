@@ -2,6 +2,7 @@
 //! function here only reads the state.
 
 mod browse;
+mod guest;
 mod hardware;
 mod network;
 mod overlay;
@@ -32,7 +33,10 @@ pub fn draw(f: &mut Frame, app: &App) {
     match app.screen {
         Screen::Hardware => hardware::draw(f, body, app),
         Screen::Sources => sources::draw(f, body, app),
-        Screen::Browse => browse::draw(f, body, app),
+        Screen::Browse => match &app.guest {
+            Some(g) => guest::draw(f, body, app, g),
+            None => browse::draw(f, body, app),
+        },
         Screen::Scan => scan::draw(f, body, app),
         Screen::Recover => recover::draw(f, body, app),
         Screen::Network => network::draw(f, body, app),
@@ -63,6 +67,9 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     }
     if app.recover.status.active() {
         status.push(format!("writing {}/{}", app.recover.files_done, app.recover.files_total));
+    }
+    if let Some(g) = app.guest.as_ref().filter(|_| app.guest_extracting()) {
+        status.push(format!("extracting {} files", g.extract.files));
     }
     if let Some(b) = &app.busy {
         status.push(format!("{b}..."));
@@ -100,7 +107,7 @@ fn draw_keybar(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let mut spans = Vec::new();
     let mut used = 0usize;
-    for b in keys::bindings(app.screen).into_iter().filter(|b| b.bar) {
+    for b in keys::bindings_for(app).into_iter().filter(|b| b.bar) {
         let label = keys::label(b, t.ascii);
         let short = b.short;
         let w = label.chars().count() + short.chars().count() + 3;

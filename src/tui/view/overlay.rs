@@ -32,6 +32,9 @@ fn intro(s: Screen) -> &'static str {
     }
 }
 
+/// The guest view's help intro.
+const GUEST_INTRO: &str = "The partitions and files inside a virtual disk, read through its snapshot chain without writing. Deleted entries show how sure their content is. Mark with Space, then r extracts to the Recover screen's destination (with a manifest keeping the original names).";
+
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let [r] = Layout::horizontal([Constraint::Length(w.min(area.width))]).flex(Flex::Center).areas(area);
     let [r] = Layout::vertical([Constraint::Length(h.min(area.height))]).flex(Flex::Center).areas(r);
@@ -44,15 +47,18 @@ pub fn draw(f: &mut Frame, body: Rect, app: &App) {
     match o {
         Overlay::Help => {
             let area = centered(body, body.width.saturating_sub(4).min(76), body.height);
-            let mut lines = vec![Line::raw(intro(app.screen)), Line::raw("")];
-            for b in keys::bindings(app.screen) {
+            let guest = app.screen == Screen::Browse && app.guest.is_some();
+            let intro = if guest { GUEST_INTRO } else { intro(app.screen) };
+            let mut lines = vec![Line::raw(intro), Line::raw("")];
+            for b in keys::bindings_for(app) {
                 let label = keys::label(b, t.ascii);
                 lines.push(Line::from(vec![Span::styled(format!("{label:>7}  "), t.key()), Span::raw(b.what)]));
             }
             lines.push(Line::raw(""));
             lines.push(Line::styled("any key closes this help", t.dim()));
             f.render_widget(Clear, area);
-            let title = format!("Help: {}", app.screen.title());
+            let title =
+                if guest { "Help: Browse, guest files".into() } else { format!("Help: {}", app.screen.title()) };
             f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block(app, title)), area);
         }
         Overlay::Preview => {

@@ -21,6 +21,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+mod guest;
 mod net;
 
 /// Name of the folder the recovery writes under the chosen destination.
@@ -84,6 +85,8 @@ struct Shared {
     scan_pause: Arc<AtomicBool>,
     meter: Mutex<Option<Arc<Meter>>>,
     exports: Mutex<net::Exports>,
+    /// The disk the guest view opened.
+    guest: Mutex<guest::Open>,
 }
 
 /// Runs commands off the UI thread.
@@ -106,6 +109,7 @@ impl Worker {
             scan_pause: Arc::new(AtomicBool::new(false)),
             meter: Mutex::new(None),
             exports: Mutex::new(net::Exports::default()),
+            guest: Mutex::new(guest::Open::default()),
         };
         Self { tx, sh: Arc::new(sh) }
     }
@@ -128,6 +132,7 @@ impl Worker {
                 }
                 return;
             }
+            Command::GuestStop => return self.guest_stop(),
             _ => {}
         }
         let w = self.clone();
@@ -187,7 +192,11 @@ impl Worker {
             Command::Nics => self.nics(),
             Command::SetAddress { nic, spec } => self.set_address(&nic, &spec),
             Command::Export { kind, on } => self.export(kind, on),
-            Command::PauseScan(_) | Command::StopScan | Command::StopRecover => {}
+            Command::GuestOpen { id, generation, item } => self.guest_open(id, generation, item),
+            Command::GuestList { id, volume, path, dir } => self.guest_list(id, volume, path, dir),
+            Command::GuestPreview { id, volume, path, file } => self.guest_preview(id, volume, path, file),
+            Command::GuestExtract { id, select, to } => self.guest_extract(id, select, &to),
+            Command::PauseScan(_) | Command::StopScan | Command::StopRecover | Command::GuestStop => {}
         }
         Ok(())
     }
