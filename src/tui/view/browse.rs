@@ -1,13 +1,13 @@
 //! Browse: one folder of the catalogue, with marks, states and a details pane.
 
-use super::{block, field};
+use super::{block, field, file_table};
 use crate::recover::rebuild::{Kind, State as ItemState};
 use crate::tui::app::App;
 use crate::tui::text;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, Row, TableState};
 
 /// Width from which the details pane sits to the right of the list.
 const SIDE_BY_SIDE: u16 = 120;
@@ -82,18 +82,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App) {
             ])
         })
         .collect();
-    let widths = [
-        Constraint::Length(3),
-        Constraint::Min(12),
-        Constraint::Length(11),
-        Constraint::Length(11),
-        Constraint::Length(4),
-        Constraint::Length(16),
-    ];
-    let table = Table::new(rows, widths)
-        .header(Row::new(vec!["", "Name", "Size", "State", "Sure", "Modified"]).style(t.title()))
-        .row_highlight_style(t.selected())
-        .block(block(app, title));
+    let table = file_table(app, title, rows, 11);
     let mut st = TableState::default().with_selected(Some(app.browse.cursor));
     f.render_stateful_widget(table, area, &mut st);
 }

@@ -1,7 +1,7 @@
 //! Browse's guest view: a virtual disk's volumes, then a volume's folders with deleted entries
 //! and their confidence, and a details pane.
 
-use super::{block, field};
+use super::{block, field, file_table};
 use crate::guest::Kind;
 use crate::tui::app::{App, JobStatus};
 use crate::tui::guest::GuestView;
@@ -118,18 +118,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, g: &GuestView) {
             ])
         })
         .collect();
-    let widths = [
-        Constraint::Length(3),
-        Constraint::Min(12),
-        Constraint::Length(11),
-        Constraint::Length(8),
-        Constraint::Length(4),
-        Constraint::Length(16),
-    ];
-    let table = Table::new(rows, widths)
-        .header(Row::new(vec!["", "Name", "Size", "State", "Sure", "Modified"]).style(t.title()))
-        .row_highlight_style(t.selected())
-        .block(block(app, title));
+    let table = file_table(app, title, rows, 8);
     f.render_stateful_widget(table, area, &mut st);
 }
 

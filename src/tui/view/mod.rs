@@ -17,7 +17,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
 
 /// Height of the log pane when shown.
 const LOG_HEIGHT: u16 = 7;
@@ -54,6 +54,23 @@ pub(super) fn block<'a>(app: &App, title: impl Into<String>) -> Block<'a> {
         .borders(Borders::ALL)
         .border_set(app.theme.border())
         .title(Span::styled(format!(" {} ", title.into()), app.theme.title()))
+}
+
+/// The file table both Browse and the guest view draw: mark, name, size, state, how sure,
+/// modified. Only the State column's width differs (recovered states are longer words).
+pub(super) fn file_table<'a>(app: &App, title: impl Into<String>, rows: Vec<Row<'a>>, state_w: u16) -> Table<'a> {
+    let widths = [
+        Constraint::Length(3),
+        Constraint::Min(12),
+        Constraint::Length(11),
+        Constraint::Length(state_w),
+        Constraint::Length(4),
+        Constraint::Length(16),
+    ];
+    Table::new(rows, widths)
+        .header(Row::new(vec!["", "Name", "Size", "State", "Sure", "Modified"]).style(app.theme.title()))
+        .row_highlight_style(app.theme.selected())
+        .block(block(app, title))
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
