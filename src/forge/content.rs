@@ -29,6 +29,8 @@ pub struct ContentOptions {
     /// Include the huge thin disk (300 GiB on VMFS5, 3 TiB on VMFS6) that needs
     /// double-indirect addressing.
     pub huge_thin: bool,
+    /// The thin VM's (web01) disk size in MiB, when a scenario needs it larger.
+    pub thin_mib: Option<u64>,
     /// Unix time of the files.
     pub time: u32,
     /// `/vmfs/volumes/<uuid>` of the datastore, for the .vmx paths.
@@ -277,7 +279,10 @@ pub fn populate(w: &mut Writer, opts: &ContentOptions, work: &Path) -> Result<Po
     let v6 = w.p.v6();
     let mut f = Filler { w, out: Populated::default() };
     let mut rng = SplitMix64::new(opts.seed, 0x636f_6e74);
-    for (i, plan) in standard_vms(opts.small).into_iter().enumerate() {
+    for (i, mut plan) in standard_vms(opts.small).into_iter().enumerate() {
+        if let Some(mib) = opts.thin_mib.filter(|_| plan.prov == Provisioning::Thin) {
+            plan.capacity_mib = mib;
+        }
         let seed = opts.seed.wrapping_add(1000 * (i as u64 + 1));
         vm(&mut f, &plan, seed, opts, work, v6, &mut rng)?;
     }

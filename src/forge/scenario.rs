@@ -19,6 +19,10 @@ pub struct Scenario {
 pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "healthy", story: "an undamaged datastore (give two images to span it over two devices)" },
     Scenario { name: "deleted", story: "a VMDK and a whole VM folder deleted as ESXi deletes them" },
+    Scenario {
+        name: "deleted-thin",
+        story: "a VM whose thin disk is addressed through pointer blocks (over 1 GiB) deleted with its folder",
+    },
     Scenario { name: "reformatted", story: "a new, empty VMFS of the same version created over the datastore" },
     Scenario { name: "reformatted-5-over-6", story: "a new VMFS5 created over a VMFS6 datastore" },
     Scenario { name: "no-partition-table", story: "the GPT (primary and backup) wiped" },
@@ -90,6 +94,8 @@ pub fn forge(opts: &Options) -> Result<Truth, ForgeError> {
         small: opts.small || name == "demo",
         // VMFS3 has no double-indirect pointers: files stop at 256 GiB with 1 MiB blocks.
         huge_thin: !(opts.small || name == "demo") && first_version != 3,
+        // Over 1 GiB: more than one pointer block's reach on VMFS3/5.
+        thin_mib: (name == "deleted-thin").then_some(1100),
         time: TIME,
         volume_path: format!("/vmfs/volumes/{}", w.p.desc.uuid),
     };
@@ -100,6 +106,7 @@ pub fn forge(opts: &Options) -> Result<Truth, ForgeError> {
     let mut bad = Vec::new();
     // Damage done through the file system, before its metadata is written.
     match name {
+        "deleted-thin" => delete(&mut w, &mut pop, "/web01")?,
         "deleted" | "demo" => {
             if name == "deleted" {
                 delete(&mut w, &mut pop, "/win01/win01-flat.vmdk")?;

@@ -5,6 +5,7 @@
 //! The scan never interprets more than one sector-aligned position at a time (`classify`); what
 //! the findings mean together is decided afterwards, from the index, without a second full read.
 
+mod checkpoint;
 pub mod classify;
 pub mod error;
 pub mod finding;

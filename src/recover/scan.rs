@@ -13,6 +13,7 @@
 //! the findings do not depend on chunk boundaries. A bad sector never fails a scan: the
 //! tolerant reader zero-fills it and the index records it.
 
+use super::checkpoint::Checkpointer;
 use super::classify::{LOOKAHEAD, SECTOR, classify};
 use super::error::RecoverError;
 use super::finding::{Finding, What};
@@ -376,7 +377,7 @@ fn classify_chunk(
     let _ = free.send(c.buf);
     run.advance(c.source, c.range, bad);
     if run.due(opts) {
-        run.checkpoint()?;
+        run.checkpoint_behind()?;
     }
     Ok(())
 }
@@ -389,6 +390,7 @@ struct Run<'a> {
     start: Instant,
     read: u64,
     last_checkpoint: (Instant, u64),
+    behind: Checkpointer,
 }
 
 impl<'a> Run<'a> {
@@ -412,7 +414,15 @@ impl<'a> Run<'a> {
             f.set_len(state.findings_len).map_err(|e| RecoverError::state(&path, e))?;
         }
         f.seek(SeekFrom::Start(state.findings_len)).map_err(|e| RecoverError::state(&path, e))?;
-        Ok(Self { dir, state, out: BufWriter::with_capacity(1 << 20, f), start, read: 0, last_checkpoint: (start, 0) })
+        Ok(Self {
+            dir,
+            state,
+            out: BufWriter::with_capacity(1 << 20, f),
+            start,
+            read: 0,
+            last_checkpoint: (start, 0),
+            behind: Checkpointer::default(),
+        })
     }
 
     fn record(&mut self, f: &Finding) -> Result<(), RecoverError> {
@@ -445,8 +455,19 @@ impl<'a> Run<'a> {
             || self.read - self.last_checkpoint.1 >= opts.checkpoint_bytes
     }
 
-    /// Findings durable first, then the index that counts them.
+    /// A checkpoint made durable by the background thread while the scan goes on.
+    fn checkpoint_behind(&mut self) -> Result<(), RecoverError> {
+        let path = self.dir.join(FINDINGS_FILE);
+        self.out.flush().map_err(|e| RecoverError::state(&path, e))?;
+        self.behind.offer(self.dir, self.out.get_ref(), self.state)?;
+        self.last_checkpoint = (Instant::now(), self.read);
+        Ok(())
+    }
+
+    /// A checkpoint durable on return (at the start and the end of a run): findings durable
+    /// first, then the index that counts them.
     fn checkpoint(&mut self) -> Result<(), RecoverError> {
+        self.behind.finish()?;
         let path = self.dir.join(FINDINGS_FILE);
         self.out.flush().map_err(|e| RecoverError::state(&path, e))?;
         self.out.get_ref().sync_data().map_err(|e| RecoverError::state(&path, e))?;

@@ -84,7 +84,33 @@ impl Builder {
     }
 }
 
+/// A file block a leaf pointer names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileBlockUnit {
+    /// Volume offset of its first byte (`None` when the address overflows).
+    pub vol_off: Option<u64>,
+    /// Its size: the file block size, or the large file block size.
+    pub len: u64,
+    /// To be zeroed: allocated, reads as zeros.
+    pub tbz: bool,
+}
+
 impl Vmfs {
+    /// The file block (FB, SFB or LFB) leaf pointer `raw` names; `None` for any other type.
+    pub fn file_block(&self, raw: u64) -> Option<FileBlockUnit> {
+        let geo = &self.geo;
+        let (vol_off, len, tbz) = match decode(raw, geo.v6, geo.dense_sbpc) {
+            Addr::FileBlock { block, tbz } => (block.checked_mul(geo.fbs), geo.fbs, tbz),
+            Addr::SmallFileBlock { cluster, resource, tbz } => {
+                let b = cluster.checked_mul(self.sfb_per_cluster).and_then(|x| x.checked_add(resource));
+                (b.and_then(|b| b.checked_mul(geo.fbs)), geo.fbs, tbz != 0)
+            }
+            Addr::LargeFileBlock { block, tbz } => (block.checked_mul(geo.lfb), geo.lfb, tbz != 0),
+            _ => return None,
+        };
+        Some(FileBlockUnit { vol_off, len, tbz })
+    }
+
     /// The extents covering `range` of the file (clamped to its size), sorted and merged.
     pub fn extents(&self, fd: &Fd, range: Range<u64>) -> Result<Vec<Extent>> {
         self.extents_depth(fd, range, 0)
@@ -241,12 +267,12 @@ impl Walk<'_> {
         let geo = &self.fs.geo;
         // (volume offset of the unit, unit size, tbz)
         let (base, unit, tbz) = match decode(raw, geo.v6, geo.dense_sbpc) {
-            Addr::FileBlock { block, tbz } => (block.checked_mul(geo.fbs), geo.fbs, tbz),
-            Addr::SmallFileBlock { cluster, resource, tbz } => {
-                let b = cluster.checked_mul(self.fs.sfb_per_cluster).and_then(|x| x.checked_add(resource));
-                (b.and_then(|b| b.checked_mul(geo.fbs)), geo.fbs, tbz != 0)
+            Addr::FileBlock { .. } | Addr::SmallFileBlock { .. } | Addr::LargeFileBlock { .. } => {
+                match self.fs.file_block(raw) {
+                    Some(u) => (u.vol_off, u.len, u.tbz),
+                    None => (None, geo.fbs, false),
+                }
             }
-            Addr::LargeFileBlock { block, tbz } => (block.checked_mul(geo.lfb), geo.lfb, tbz != 0),
             Addr::SubBlock { cluster, resource } => {
                 // Sub-blocks live inside .sbc.sf: map through that file.
                 let sbc = self.fs.resource_file(super::volume::ResKind::Sb)?;

@@ -297,6 +297,30 @@ impl Vmfs {
         Ok(entries)
     }
 
+    /// How many clusters resource file `kind` holds (bounded by its header and its length).
+    pub fn resource_clusters(&self, kind: ResKind) -> Result<u64> {
+        let res = self.resource_file(kind)?;
+        let m = &res.meta;
+        let r = u64::from(m.resources_per_cluster);
+        let per_cluster = r.saturating_mul(u64::from(m.resource_size));
+        if r == 0 || per_cluster == 0 {
+            return Ok(0);
+        }
+        let by_count = m.num_resources.div_ceil(r);
+        let by_groups = u64::from(m.num_cluster_groups).saturating_mul(u64::from(m.clusters_per_group));
+        let by_len = res.fd.meta.size / per_cluster;
+        Ok(by_count.min(by_groups).min(by_len))
+    }
+
+    /// The bytes of every resource of `cluster` in resource file `kind`, in resource order
+    /// (resourcesPerCluster × resourceSize): for passes over all records, used or free.
+    pub fn cluster_resources(&self, kind: ResKind, cluster: u64) -> Result<Vec<u8>> {
+        let res = self.resource_file(kind)?;
+        let off = res.resource_offset(cluster, 0)?;
+        let len = u64::from(res.meta.resources_per_cluster) * u64::from(res.meta.resource_size);
+        self.read_file_range(&res.fd, off, len.min(res.fd.meta.size - off), 0)
+    }
+
     /// Read `len` bytes at `off` of a file into memory (metadata-sized reads only).
     pub(super) fn read_file_range(&self, fd: &Fd, off: u64, len: u64, depth: u32) -> Result<Vec<u8>> {
         self.read_file_range_at(fd, off, len, depth).map(|(bytes, _)| bytes)

@@ -196,6 +196,7 @@ fn local_findings(v: &Vol, src: &Source, si: usize, start: u64, findings: &[Find
 }
 
 /// A deleted item of this volume still without content, with its freed FD's addressing.
+#[derive(Clone)]
 pub(super) struct Deleted {
     pub(super) idx: usize,
     pub(super) zla: Zla,
@@ -257,7 +258,13 @@ fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
     let (ses, ses_why) = super::carve_sesparse::sesparse(v, &deleted);
     out.extend(ses);
     let descs = descriptor_sizes(v);
-    let found_disks = disks(v, &deleted, &descs);
+    // Pointer blocks that survive map a disk exactly (thin ones too): they come first.
+    let (thin, thin_notes) = super::carve_pb::thin_disks(v, &deleted, &descs);
+    cat.notes.extend(thin_notes);
+    let thin: Vec<Found> = thin.into_iter().filter(|d| !out.iter().any(|f| f.covers(d.off))).collect();
+    out.extend(thin);
+    let left: Vec<Deleted> = deleted.iter().filter(|d| !out.iter().any(|f| f.target == Some(d.idx))).cloned().collect();
+    let found_disks = disks(v, &left, &descs);
     // A guest table inside a delta's grains is the delta's, not a disk of its own.
     let found_disks: Vec<Found> = found_disks.into_iter().filter(|d| !out.iter().any(|f| f.covers(d.off))).collect();
     out.extend(found_disks);

@@ -3,14 +3,16 @@
 //! The volume is 64 MiB of zeros with the input laid over it in pieces: each piece is a
 //! (selector, bytes) pair, and the selector places the bytes at one of the places the reader
 //! looks (the FS descriptor, FD cluster 0 of VMFS5 or VMFS6, resource-file headers, pointer
-//! blocks, directory blocks) or anywhere. Nothing may panic, loop without end, or allocate from
+//! blocks, directory blocks) or anywhere; some inputs also go through the recovery engine's
+//! rebuild and carving. Nothing may panic, loop without end, or allocate from
 //! an unchecked size; errors are fine.
 // fuzz-smoke: -max_len=131072 -timeout=20
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
-use vmfs_rescue::block::{BlockSource, SparseMem};
+use vmfs_rescue::block::{BlockSource, Source, SparseMem};
+use vmfs_rescue::recover::{rebuild, reference_scan};
 use vmfs_rescue::vmfs::{Vmfs, VmfsFile, WalkItem};
 
 const SIZE: u64 = 64 << 20;
@@ -56,6 +58,21 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     });
+    // Now and then, the recovery engine over the same volume: scan, rebuild, carve (freed
+    // FDs, orphaned pointer blocks, free-space structures). Gated so the reader's cases stay fast.
+    if data.len() % 16 == 5 {
+        let src: Source = fs.vol.clone();
+        let found = reference_scan(&[src.as_ref()]);
+        let cat = rebuild::rebuild(&[src], &found);
+        for i in &cat.items {
+            let _ = i.out_path();
+            if let Some(c) = &i.content {
+                let mut buf = vec![0u8; 4096];
+                let n = c.len().min(4096) as usize;
+                let _ = c.read_at(0, &mut buf[..n]);
+            }
+        }
+    }
     for (path, fd) in files {
         let f = VmfsFile::new(Arc::clone(&fs), fd, path);
         let _ = f.allocated_bytes();

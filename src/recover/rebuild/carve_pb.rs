@@ -1,0 +1,323 @@
+//! Deleted (or unreachable) disks whose pointer blocks survive. Deleting a file clears its FD's
+//! pointers and frees its pointer blocks in the bitmap, but leaves their entries in place: each
+//! still maps one window (entries × block size) of the file, holes and to-be-zeroed blocks
+//! included. That is what a thin disk needs, whose blocks are not one contiguous run.
+//!
+//! A pointer block is orphaned when every entry is a file block and every block it names is
+//! free. Which file and which window it was is lost with the FD; a disk is assembled only when
+//! each window is pinned by the disk's own structures: the first by a guest partition table at
+//! the start of its first block, the last (when there is more than one) by the GPT backup header
+//! in the disk's last sector. Windows between the two are taken as holes only when no other
+//! freed pointer block is left on the volume (low confidence); otherwise the disk is named in
+//! the report as not assembled.
+
+use super::Confidence;
+use super::carve::{Deleted, Found, Vol};
+use crate::block::{Concat, Piece, Source, SparseMem, read_vec};
+use crate::le::{u32_at, u64_at};
+use crate::recover::finding::What;
+use crate::vmfs::ondisk::Zla;
+use crate::vmfs::volume::ResKind;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Resource clusters read at most per resource file (a hostile header cannot make the pass
+/// endless; real .pbc.sf and .sbc.sf files have a few thousand).
+const MAX_CLUSTERS: u64 = 1 << 20;
+const MIB: u64 = 1 << 20;
+
+/// A pointer block whose file is gone.
+struct Orphan {
+    /// Resource file, cluster and resource it was read from (for the report).
+    at: (ResKind, u64, u64),
+    /// Allocated entries: index in the block, and the block's volume offset (`None`: to be
+    /// zeroed, reads as zeros).
+    leaves: Vec<(u64, Option<u64>)>,
+    /// Size of the blocks its entries name.
+    bs: u64,
+}
+
+impl Orphan {
+    fn leaf(&self, idx: u64) -> Option<Option<u64>> {
+        self.leaves.binary_search_by_key(&idx, |l| l.0).ok().map(|i| self.leaves[i].1)
+    }
+    fn describe(&self) -> String {
+        let (kind, c, r) = self.at;
+        let file = if kind == ResKind::Sb { ".sbc.sf" } else { ".pbc.sf" };
+        format!("{file} cluster {c} resource {r}")
+    }
+}
+
+/// Disks rebuilt from orphaned pointer blocks, and notes on what could not be placed.
+pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> (Vec<Found>, Vec<String>) {
+    let (orphans, reused) = orphans(v);
+    let mut notes = Vec::new();
+    if reused > 0 {
+        notes.push(format!(
+            "{}: {reused} freed pointer block(s) name blocks now used by other files; not used",
+            v.label
+        ));
+    }
+    if orphans.is_empty() {
+        return (Vec::new(), notes);
+    }
+    let geo = &v.fs.geo;
+    let mut claimed = vec![false; orphans.len()];
+    // Disks with their first (and, if pinned, last) window; middles decided once all are known.
+    struct Plan {
+        head: usize,
+        len: u64,
+        window: u64,
+        wins: BTreeMap<u64, usize>,
+        how: String,
+        target: Option<usize>,
+        conf: Confidence,
+    }
+    let mut plans: Vec<Plan> = Vec::new();
+    for (hi, h) in orphans.iter().enumerate() {
+        let Some(Some(first)) = h.leaf(0) else { continue };
+        let Ok(i) = v.found.binary_search_by_key(&first, |(o, _)| *o) else { continue };
+        let What::Guest { fs, size: Some(size) } = &v.found[i].1 else { continue };
+        if fs != "gpt" && fs != "mbr" {
+            continue;
+        }
+        let window = geo.pb_entries.saturating_mul(h.bs);
+        let reach = (geo.ptrs_count as u64).saturating_mul(window);
+        let (mut len, mut how, mut conf) = if fs == "gpt" {
+            (*size, "size from the GPT header".to_string(), Confidence::Medium)
+        } else {
+            let least = size.div_ceil(MIB).saturating_mul(MIB);
+            (least, "size from the end of the last MBR partition, rounded up to 1 MiB".to_string(), Confidence::Low)
+        };
+        let fits: Vec<&(String, u64)> = descs
+            .iter()
+            .filter(|(_, d)| if fs == "gpt" { *d == len } else { *d >= len && *d <= len.saturating_add(window) })
+            .collect();
+        let mut target = None;
+        if let [(name, d)] = fits.as_slice() {
+            len = *d;
+            how = format!("size from the deleted descriptor naming {name}");
+            conf = Confidence::Medium;
+            let named: Vec<&Deleted> = deleted.iter().filter(|x| x.name.as_deref() == Some(name.as_str())).collect();
+            if let [x] = named.as_slice() {
+                target = Some(x.idx);
+            }
+        }
+        if len == 0 || len > reach {
+            continue;
+        }
+        claimed[hi] = true;
+        plans.push(Plan { head: hi, len, window, wins: BTreeMap::from([(0, hi)]), how, target, conf });
+    }
+    // The last window: the one pointer block whose entry for the disk's last sector names a
+    // block holding the GPT backup header for exactly this size.
+    for p in &mut plans {
+        let last = (p.len - 1) / p.window;
+        if last == 0 {
+            continue;
+        }
+        let at = p.len - 512;
+        let idx = (at % p.window) / orphans[p.head].bs;
+        let in_block = at % orphans[p.head].bs;
+        let tails: Vec<usize> = (0..orphans.len())
+            .filter(|&o| !claimed[o] && orphans[o].bs == orphans[p.head].bs)
+            .filter(|&o| {
+                orphans[o].leaf(idx).flatten().is_some_and(|b| {
+                    read_vec(v.fs.vol.as_ref(), b + in_block, 512)
+                        .is_ok_and(|s| s.starts_with(b"EFI PART") && u64_at(&s, 0x18) == Some(p.len / 512 - 1))
+                })
+            })
+            .collect();
+        if let [t] = tails.as_slice() {
+            claimed[*t] = true;
+            p.wins.insert(last, *t);
+            p.how.push_str("; last window from the pointer block naming the GPT backup header");
+        }
+    }
+    let unplaced = claimed.iter().filter(|c| !**c).count();
+    let mut out = Vec::new();
+    for p in plans {
+        let n = p.len.div_ceil(p.window);
+        let head_off = orphans[p.head].leaf(0).flatten().unwrap_or(0);
+        if n >= 2 && !p.wins.contains_key(&(n - 1)) {
+            notes.push(format!(
+                "{}: disk at volume offset {head_off:#x} ({} bytes, {n} pointer-block windows): its last window \
+                 could not be identified; not assembled",
+                v.label, p.len
+            ));
+            continue;
+        }
+        let mut how = p.how;
+        let mut conf = p.conf;
+        if n >= 3 {
+            if unplaced > 0 || reused > 0 {
+                notes.push(format!(
+                    "{}: disk at volume offset {head_off:#x} ({} bytes): windows 1..{} cannot be placed among \
+                     {unplaced} other orphaned and {reused} reused pointer block(s); not assembled",
+                    v.label,
+                    p.len,
+                    n - 2
+                ));
+                continue;
+            }
+            how.push_str(&format!(
+                "; windows 1..{} held no pointer block (no other orphaned pointer block on the volume): holes",
+                n - 2
+            ));
+            conf = Confidence::Low;
+        }
+        let used: Vec<String> = p.wins.values().map(|&o| orphans[o].describe()).collect();
+        let content = assemble(v, &orphans, &p.wins, p.window, p.len, head_off);
+        let data = p.wins.values().map(|&o| orphans[o].leaves.iter().filter(|l| l.1.is_some()).count()).sum::<usize>();
+        out.push(Found {
+            off: head_off,
+            len: p.len,
+            content: Some(content),
+            span: Some(orphans[p.head].bs),
+            target: p.target,
+            carved_name: ("disk".into(), ".vmdk-flat".into()),
+            method: format!(
+                "block map from orphaned pointer block(s) {} ({data} data blocks); first window from the guest \
+                 partition table at volume offset {head_off:#x}; {how}",
+                used.join(", ")
+            ),
+            confidence: conf,
+        });
+    }
+    // With no name to go by, one disk and one deleted file that was addressed through pointer
+    // blocks are each other's.
+    let flats: Vec<&Deleted> = deleted
+        .iter()
+        .filter(|d| {
+            d.name.as_deref().is_none_or(|n| n.ends_with("-flat.vmdk"))
+                && matches!(d.zla, Zla::PointerBlock | Zla::Pointer2Block | Zla::PointerBlockDouble)
+                && !out.iter().any(|f| f.target == Some(d.idx))
+        })
+        .collect();
+    let loose: Vec<usize> = (0..out.len()).filter(|&i| out[i].target.is_none()).collect();
+    if let ([d], [i]) = (flats.as_slice(), loose.as_slice()) {
+        out[*i].target = Some(d.idx);
+        out[*i].method.push_str("; the only deleted disk of the volume addressed through pointer blocks");
+    }
+    let left = claimed.iter().filter(|c| !**c).count();
+    if left > 0 {
+        notes.push(format!(
+            "{}: {left} orphaned pointer block(s) of deleted or unreachable files belong to no disk that could be \
+             assembled",
+            v.label
+        ));
+    }
+    (out, notes)
+}
+
+/// The disk's bytes: each window's data blocks from the volume, everything else zeros.
+fn assemble(v: &Vol, orphans: &[Orphan], wins: &BTreeMap<u64, usize>, window: u64, len: u64, head: u64) -> Source {
+    let zeros: Source = Arc::new(SparseMem { name: "hole".into(), len, regions: Default::default() });
+    let mut data: Vec<(u64, u64, u64)> = Vec::new();
+    for (&w, &o) in wins {
+        let bs = orphans[o].bs;
+        for &(idx, b) in &orphans[o].leaves {
+            let Some(b) = b else { continue };
+            let at = w * window + idx * bs;
+            if at >= len {
+                continue;
+            }
+            let n = bs.min(len - at);
+            match data.last_mut() {
+                Some(last) if last.0 + last.2 == at && last.1 + last.2 == b => last.2 += n,
+                _ => data.push((at, b, n)),
+            }
+        }
+    }
+    let mut pieces = Vec::new();
+    let mut pos = 0;
+    for (at, b, n) in data {
+        if at > pos {
+            pieces.push(Piece { offset: pos, len: at - pos, src: Some((Arc::clone(&zeros), pos)) });
+        }
+        pieces.push(Piece { offset: at, len: n, src: Some((Arc::clone(&v.fs.vol), b)) });
+        pos = at + n;
+    }
+    if pos < len {
+        pieces.push(Piece { offset: pos, len: len - pos, src: Some((Arc::clone(&zeros), pos)) });
+    }
+    Arc::new(Concat::new(format!("disk-at-{head:#x}"), pieces, len))
+}
+
+/// Every orphaned leaf pointer block of the volume, and how many freed ones name reused blocks.
+fn orphans(v: &Vol) -> (Vec<Orphan>, usize) {
+    let fs = &v.fs;
+    let geo = &fs.geo;
+    let w = geo.ptr_width;
+    let rec_len = geo.pb_entries as usize * w;
+    // VMFS6 keeps pointer blocks in sub-blocks (and, on some volumes, in .pbc.sf).
+    let kinds: &[ResKind] = if geo.v6 { &[ResKind::Sb, ResKind::Pb] } else { &[ResKind::Pb] };
+    let mut out = Vec::new();
+    let mut reused = 0;
+    for &kind in kinds {
+        let Ok(res) = fs.resource_file(kind) else { continue };
+        if res.meta.resource_size as usize != rec_len || rec_len == 0 {
+            continue;
+        }
+        let Ok(clusters) = fs.resource_clusters(kind) else { continue };
+        for c in 0..clusters.min(MAX_CLUSTERS) {
+            let Ok(bytes) = fs.cluster_resources(kind, c) else { continue };
+            for (r, rec) in bytes.chunks_exact(rec_len).enumerate() {
+                if rec.iter().all(|&b| b == 0) {
+                    continue;
+                }
+                match leaf_block(v, rec, w) {
+                    Shape::Orphan(leaves, bs) => out.push(Orphan { at: (kind, c, r as u64), leaves, bs }),
+                    Shape::Reused => reused += 1,
+                    Shape::Not => {}
+                }
+            }
+        }
+    }
+    (out, reused)
+}
+
+enum Shape {
+    /// A leaf pointer block whose data blocks are all free.
+    Orphan(Vec<(u64, Option<u64>)>, u64),
+    /// A leaf pointer block whose data blocks are partly in use: freed, then reallocated.
+    Reused,
+    /// Not an orphaned pointer block (another record, or one a surviving file still uses).
+    Not,
+}
+
+fn leaf_block(v: &Vol, rec: &[u8], w: usize) -> Shape {
+    let vol_len = v.fs.vol.len();
+    let mut leaves = Vec::new();
+    let mut bs = 0;
+    let (mut free, mut used) = (0usize, 0usize);
+    for (i, e) in rec.chunks_exact(w).enumerate() {
+        let raw = if w == 8 { u64_at(e, 0).unwrap_or(0) } else { u32_at(e, 0).map_or(0, u64::from) };
+        if raw == 0 {
+            continue;
+        }
+        let Some(u) = v.fs.file_block(raw) else { return Shape::Not };
+        let Some(off) = u.vol_off else { return Shape::Not };
+        if (bs != 0 && bs != u.len) || off.checked_add(u.len).is_none_or(|end| end > vol_len) {
+            return Shape::Not;
+        }
+        bs = u.len;
+        if u.tbz {
+            leaves.push((i as u64, None));
+        } else {
+            if v.is_free(&(off..off + u.len)) {
+                free += 1;
+            } else {
+                used += 1;
+            }
+            leaves.push((i as u64, Some(off)));
+        }
+    }
+    let mut blocks: Vec<u64> = leaves.iter().filter_map(|l| l.1).collect();
+    blocks.sort_unstable();
+    blocks.dedup();
+    if free == 0 || blocks.len() != free + used {
+        return Shape::Not;
+    }
+    if used > 0 { Shape::Reused } else { Shape::Orphan(leaves, bs) }
+}
