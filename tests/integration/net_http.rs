@@ -271,6 +271,11 @@ fn curl_browses_and_downloads_guest_files() {
     let names: Vec<&str> = l["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"Zusammenfassung für Vorstand.docx"), "{names:?}");
     assert!(names.contains(&"very long folder name beyond eight dot three"), "{names:?}");
+    // Its name reaches a browser whole (RFC 6266 filename*), an old client as ASCII.
+    let (head, _) =
+        curl(&["-H", BEARER, "-I", &format!("{disk}/1{}Zusammenfassung%20f%C3%BCr%20Vorstand.docx", enc(folder))]);
+    assert!(head.contains("filename*=UTF-8''Zusammenfassung%20f%C3%BCr%20Vorstand.docx"), "{head}");
+    assert!(head.contains("filename=\"Zusammenfassung_f_r_Vorstand.docx\""), "{head}");
 
     // Every guest file through the href its folder's listing gives, byte-exact.
     let mut n = 0;

@@ -520,7 +520,18 @@ fn content(st: &AppState, src: Source, name: &str, method: &Method, headers: &He
     }
     let safe: String =
         name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { '_' }).collect();
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+    // RFC 6266: an ASCII stand-in for old clients, the real (UTF-8) name for the others.
+    let star: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"; filename*=UTF-8''{star}")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     resp

@@ -86,8 +86,7 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) 
         let (mut len, mut how, mut conf) = if fs == "gpt" {
             (*size, "size from the GPT header".to_string(), Confidence::Medium)
         } else {
-            let least = size.div_ceil(MIB).saturating_mul(MIB);
-            (least, "size from the end of the last MBR partition, rounded up to 1 MiB".to_string(), Confidence::Low)
+            mbr_size(v, h, *size, window)
         };
         let fits: Vec<&(String, u64)> = descs
             .iter()
@@ -208,6 +207,29 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) 
         ));
     }
     (out, notes)
+}
+
+/// An MBR disk's size, which its table does not give: the capacity of a snapshot delta header in
+/// free space that fits, else the end of the last block the first window allocates (exact for a
+/// thick disk), else the end of the last partition rounded up to 1 MiB.
+fn mbr_size(v: &Vol, head: &Orphan, part_end: u64, window: u64) -> (u64, String, Confidence) {
+    let least = part_end.div_ceil(MIB).saturating_mul(MIB);
+    let mut caps: Vec<u64> = v
+        .found
+        .iter()
+        .filter_map(|(_, w)| if let What::SparseHeader { capacity, .. } = w { Some(*capacity) } else { None })
+        .filter(|c| *c >= least && *c <= least.saturating_add(window))
+        .collect();
+    caps.sort_unstable();
+    caps.dedup();
+    if let [c] = caps.as_slice() {
+        return (*c, "size from the capacity of a snapshot delta header in free space".into(), Confidence::Low);
+    }
+    let allocated = head.leaves.last().map_or(0, |l| (l.0 + 1).saturating_mul(head.bs));
+    if allocated >= least && allocated < window {
+        return (allocated, "size from the last block its pointer block allocates".into(), Confidence::Low);
+    }
+    (least, "size from the end of the last MBR partition, rounded up to 1 MiB".into(), Confidence::Low)
 }
 
 /// The disk's bytes: each window's data blocks from the volume, everything else zeros.
