@@ -58,6 +58,13 @@ pub enum What {
     ResourceCluster { lock_type: u32, self_offset: u64 },
     /// A heartbeat slot (its own volume offset).
     Heartbeat { self_offset: u64 },
+    /// `count` resource cluster headers of one lock type, `stride` bytes apart within one scan
+    /// chunk, the first with its own volume offset: a volume holds them by the thousand, and
+    /// the index stores them as runs (as the scan records them).
+    ResourceClusters { lock_type: u32, self_offset: u64, stride: u64, count: u32 },
+    /// `count` heartbeat slots `stride` bytes apart within one scan chunk, the first with its
+    /// own volume offset.
+    Heartbeats { self_offset: u64, stride: u64, count: u32 },
     /// Directory entries of a VMFS3/5 directory block or a VMFS6 dirent block.
     DirEntries { v6: bool, entries: Vec<SeenEntry> },
     /// The `FS6_DirHeader` of a VMFS6 directory: the directory's own FD address and its parent's.
@@ -76,4 +83,14 @@ pub enum What {
     SparseHeader { format: String, capacity: u64 },
     /// A guest structure at a 64 KiB boundary: "mbr", "gpt", "ntfs", "ext", "fat".
     Guest { fs: String, size: Option<u64> },
+}
+
+impl What {
+    /// How many structures the finding stands for (a run stands for several).
+    pub fn count(&self) -> u32 {
+        match self {
+            Self::ResourceClusters { count, .. } | Self::Heartbeats { count, .. } => *count,
+            _ => 1,
+        }
+    }
 }

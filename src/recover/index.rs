@@ -10,7 +10,7 @@
 //! The rebuild code reads it back with [`ScanIndex::load`] and [`ScanIndex::findings`].
 
 use super::error::RecoverError;
-use super::finding::Finding;
+use super::finding::{Finding, What};
 use crate::block::{BlockSource, ReadError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -26,7 +26,8 @@ pub const INDEX_FILE: &str = "scan.json";
 pub const FINDINGS_FILE: &str = "findings.jsonl";
 /// Version of the index layout and of what the scan recognises; another version is refused
 /// rather than misread or trusted to be complete. 2: vmware.log starts and .nvram files.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: resource cluster headers and heartbeats stored as runs.
+pub const FORMAT_VERSION: u32 = 3;
 /// How much of each end of a source the identity fingerprint covers.
 const FINGERPRINT_SPAN: u64 = 1 << 20;
 
@@ -172,7 +173,13 @@ impl ScanIndex {
     pub fn findings(&self) -> Result<Findings, RecoverError> {
         let path = self.dir.join(FINDINGS_FILE);
         let f = File::open(&path).map_err(|e| RecoverError::state(&path, e))?;
-        Ok(Findings { lines: BufReader::new(f.take(self.state.findings_len)), path, line: 0, buf: String::new() })
+        Ok(Findings {
+            lines: BufReader::new(f.take(self.state.findings_len)),
+            path,
+            line: 0,
+            buf: String::new(),
+            run: None,
+        })
     }
 
     /// All findings in memory (for small scans and tests).
@@ -187,21 +194,68 @@ pub struct Findings {
     path: PathBuf,
     line: u64,
     buf: String,
+    /// A run being handed out member by member, and the next member.
+    run: Option<(Finding, u32)>,
+}
+
+/// Largest span of one run: runs never cross a scan chunk.
+const MAX_RUN_SPAN: u64 = 64 << 20;
+
+impl Findings {
+    /// Member `i` of run `r`, or `None` past its end.
+    fn member(r: &Finding, i: u32) -> Option<Finding> {
+        let at = |base: u64, stride: u64| base.checked_add(u64::from(i).checked_mul(stride)?);
+        let (what, offset) = match r.what {
+            What::ResourceClusters { lock_type, self_offset, stride, count } if i < count => {
+                (What::ResourceCluster { lock_type, self_offset: at(self_offset, stride)? }, at(r.offset, stride)?)
+            }
+            What::Heartbeats { self_offset, stride, count } if i < count => {
+                (What::Heartbeat { self_offset: at(self_offset, stride)? }, at(r.offset, stride)?)
+            }
+            _ => return None,
+        };
+        Some(Finding { source: r.source, offset, what })
+    }
 }
 
 impl Iterator for Findings {
     type Item = Result<Finding, RecoverError>;
 
+    /// The findings one by one: runs (see [`What::ResourceClusters`]) come out as their members.
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some((r, i)) = self.run.take()
+            && let Some(f) = Self::member(&r, i)
+        {
+            self.run = Some((r, i + 1));
+            return Some(Ok(f));
+        }
         self.buf.clear();
         match self.lines.read_line(&mut self.buf) {
             Ok(0) => None,
             Ok(_) => {
                 self.line += 1;
-                Some(serde_json::from_str(self.buf.trim_end()).map_err(|e| RecoverError::BadIndex {
-                    path: self.path.clone(),
-                    what: format!("line {}: {e}", self.line),
-                }))
+                let bad = |what: String| RecoverError::BadIndex { path: self.path.clone(), what };
+                let f: Finding = match serde_json::from_str(self.buf.trim_end()) {
+                    Ok(f) => f,
+                    Err(e) => return Some(Err(bad(format!("line {}: {e}", self.line)))),
+                };
+                let (stride, count) = match f.what {
+                    What::ResourceClusters { stride, count, .. } | What::Heartbeats { stride, count, .. } => {
+                        (stride, count)
+                    }
+                    _ => return Some(Ok(f)),
+                };
+                if stride < 512 || count < 2 || u64::from(count - 1).saturating_mul(stride) >= MAX_RUN_SPAN {
+                    return Some(Err(bad(format!(
+                        "line {}: a run of {count} findings {stride} bytes apart",
+                        self.line
+                    ))));
+                }
+                let Some(first) = Self::member(&f, 0) else {
+                    return Some(Err(bad(format!("line {}: a run past the end of the offsets", self.line))));
+                };
+                self.run = Some((f, 1));
+                Some(Ok(first))
             }
             Err(e) => Some(Err(RecoverError::state(&self.path, e))),
         }

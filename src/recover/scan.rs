@@ -169,7 +169,8 @@ pub fn scan(
 
 /// Options within sane bounds (sizes come from the caller, not from disk data).
 fn checked(o: &ScanOptions) -> ScanOptions {
-    let chunk = o.chunk.clamp(LOOKAHEAD, 1 << 30) / SECTOR * SECTOR;
+    // Whole run cells: chunk edges fall on the grid runs are cut at, whatever the chunk size.
+    let chunk = o.chunk.clamp(RUN_GRID as usize, 1 << 30) / RUN_GRID as usize * RUN_GRID as usize;
     ScanOptions {
         chunk,
         piece: (o.piece.clamp(SECTOR, chunk) / SECTOR) * SECTOR,
@@ -370,7 +371,7 @@ fn classify_chunk(
     } else {
         pieces.into_iter().map(one).collect()
     };
-    for (offset, what) in found.into_iter().flatten() {
+    for (offset, what) in runs(found.into_iter().flatten()) {
         run.record(&Finding { source: c.source, offset, what })?;
     }
     let bad = sources[c.source].1.unreadable(c.range.clone());
@@ -380,6 +381,61 @@ fn classify_chunk(
         run.checkpoint_behind()?;
     }
     Ok(())
+}
+
+/// Runs of findings are cut at multiples of this (and chunks are multiples of it), so a scan
+/// resumed with another chunk size writes the same index as an uninterrupted one.
+const RUN_GRID: u64 = 64 << 10;
+
+/// A chunk's findings with evenly spaced resource cluster headers and heartbeat slots folded
+/// into runs (both are self-locating: a run keeps `self_offset - offset` for every member).
+/// Runs never cross a multiple of [`RUN_GRID`].
+fn runs(found: impl Iterator<Item = (u64, What)>) -> Vec<(u64, What)> {
+    // (first offset, last offset, stride, count, lock type or None for heartbeats, self_offset)
+    type Open = (u64, u64, u64, u32, Option<u32>, u64);
+    fn close(out: &mut Vec<(u64, What)>, r: Open) {
+        let (first, _, stride, count, lock, self_offset) = r;
+        out.push((
+            first,
+            match (lock, count) {
+                (Some(lock_type), 1) => What::ResourceCluster { lock_type, self_offset },
+                (None, 1) => What::Heartbeat { self_offset },
+                (Some(lock_type), _) => What::ResourceClusters { lock_type, self_offset, stride, count },
+                (None, _) => What::Heartbeats { self_offset, stride, count },
+            },
+        ));
+    }
+    let mut out = Vec::new();
+    let mut open: Option<Open> = None;
+    for (off, what) in found {
+        let (lock, so) = match &what {
+            What::ResourceCluster { lock_type, self_offset } => (Some(*lock_type), *self_offset),
+            What::Heartbeat { self_offset } => (None, *self_offset),
+            _ => {
+                if let Some(r) = open.take() {
+                    close(&mut out, r);
+                }
+                out.push((off, what));
+                continue;
+            }
+        };
+        if let Some(r) = open.as_mut() {
+            let step = off.wrapping_sub(r.1);
+            let same_place = so.wrapping_sub(off) == r.5.wrapping_sub(r.0);
+            let same_cell = off / RUN_GRID == r.0 / RUN_GRID;
+            if r.4 == lock && same_place && same_cell && off > r.1 && (r.3 == 1 || step == r.2) {
+                (r.1, r.2, r.3) = (off, step, r.3 + 1);
+                continue;
+            }
+        }
+        if let Some(r) = open.replace((off, off, 0, 1, lock, so)) {
+            close(&mut out, r);
+        }
+    }
+    if let Some(r) = open {
+        close(&mut out, r);
+    }
+    out
 }
 
 /// The state of this run: the index being written and this run's counters.
@@ -432,7 +488,7 @@ impl<'a> Run<'a> {
         self.out.write_all(&line).map_err(|e| RecoverError::state(self.dir.join(FINDINGS_FILE), e))?;
         self.state.findings_len += line.len() as u64;
         self.state.findings += 1;
-        *self.state.counts.entry(kind(&f.what).to_string()).or_default() += 1;
+        *self.state.counts.entry(kind(&f.what).to_string()).or_default() += u64::from(f.what.count());
         Ok(())
     }
 
@@ -501,8 +557,8 @@ pub fn kind(w: &What) -> &'static str {
         What::LvmHeader { .. } => "lvm-header",
         What::FsDescriptor { .. } => "fs-descriptor",
         What::Fd { .. } => "fd",
-        What::ResourceCluster { .. } => "resource-cluster",
-        What::Heartbeat { .. } => "heartbeat",
+        What::ResourceCluster { .. } | What::ResourceClusters { .. } => "resource-cluster",
+        What::Heartbeat { .. } | What::Heartbeats { .. } => "heartbeat",
         What::DirEntries { .. } => "dir-entries",
         What::DirHeader6 { .. } => "dir-header6",
         What::VmdkDescriptor { .. } => "vmdk-descriptor",
@@ -546,6 +602,34 @@ mod tests {
             let v = serde_json::to_value(&w).unwrap();
             assert_eq!(v["kind"], kind(&w));
         }
+    }
+
+    #[test]
+    fn evenly_spaced_self_locating_findings_fold_into_runs() {
+        let hb = |o: u64| (o, What::Heartbeat { self_offset: o - 0x1000 });
+        let rc = |o: u64, t: u32| (o, What::ResourceCluster { lock_type: t, self_offset: o });
+        let mut found: Vec<(u64, What)> = (0..5).map(|i| hb(0x2000 + i * 512)).collect();
+        // A gap breaks the stride; another lock type and another kind break the run.
+        found.push(hb(0x2000 + 9 * 512));
+        found.extend([rc(0x10000, 2), rc(0x10400, 2), rc(0x10800, 3), (0x11000, What::Vmx { text: "x".into() })]);
+        let runs = runs(found.into_iter());
+        assert_eq!(
+            runs,
+            vec![
+                (0x2000, What::Heartbeats { self_offset: 0x1000, stride: 512, count: 5 }),
+                (0x3200, What::Heartbeat { self_offset: 0x2200 }),
+                (0x10000, What::ResourceClusters { lock_type: 2, self_offset: 0x10000, stride: 0x400, count: 2 }),
+                (0x10800, What::ResourceCluster { lock_type: 3, self_offset: 0x10800 }),
+                (0x11000, What::Vmx { text: "x".into() }),
+            ]
+        );
+        assert_eq!(runs.iter().map(|(_, w)| w.count()).sum::<u32>(), 10);
+        // A run stops at the grid.
+        let across: Vec<(u64, What)> = (0..3).map(|i| hb(RUN_GRID - 512 + i * 512)).collect();
+        assert_eq!(super::runs(across.into_iter()).len(), 2);
+        // Findings whose self-offsets do not advance with their offsets stay apart.
+        let odd = vec![hb(0x2000), (0x2200, What::Heartbeat { self_offset: 0 })];
+        assert_eq!(super::runs(odd.clone().into_iter()), odd);
     }
 
     #[test]

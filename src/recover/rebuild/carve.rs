@@ -484,20 +484,12 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> Vec<Found> {
             }
         };
         // A descriptor in free space naming a deleted flat file of a size that fits wins.
-        let fits: Vec<&(String, u64)> = descs
-            .iter()
-            .filter(|(_, d)| if fs == "gpt" { *d == len } else { *d >= len && *d <= free_end - off })
-            .collect();
         let mut target = None;
         let mut len = len;
-        if let [(name, d)] = fits.as_slice() {
-            len = *d;
-            how = format!("size from the deleted descriptor naming {name}");
+        let room = free_end - off;
+        if let Some(n) = by_descriptor(descs, deleted, |d| if fs == "gpt" { d == len } else { d >= len && d <= room }) {
+            (len, how, target) = n;
             conf = Confidence::Medium;
-            let named: Vec<&Deleted> = deleted.iter().filter(|x| x.name.as_deref() == Some(name.as_str())).collect();
-            if let [x] = named.as_slice() {
-                target = Some(x.idx);
-            }
         }
         if len == 0 || len > vol_len || !v.is_free(&(*off..off.saturating_add(len))) {
             continue;
@@ -522,6 +514,20 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> Vec<Found> {
         out[*i].method.push_str("; the only deleted flat disk of the volume without content");
     }
     out
+}
+
+/// The one descriptor extent in free space whose size `fits`: that size, how it was found, and
+/// the deleted file it names when exactly one has that name.
+pub(super) fn by_descriptor(
+    descs: &[(String, u64)],
+    deleted: &[Deleted],
+    fits: impl Fn(u64) -> bool,
+) -> Option<(u64, String, Option<usize>)> {
+    let found: Vec<&(String, u64)> = descs.iter().filter(|(_, d)| fits(*d)).collect();
+    let [(name, d)] = found.as_slice() else { return None };
+    let named: Vec<&Deleted> = deleted.iter().filter(|x| x.name.as_deref() == Some(name.as_str())).collect();
+    let target = if let [x] = named.as_slice() { Some(x.idx) } else { None };
+    Some((*d, format!("size from the deleted descriptor naming {name}"), target))
 }
 
 /// The GPT backup header sits in the disk's last sector and names itself there.

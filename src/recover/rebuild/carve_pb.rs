@@ -12,7 +12,7 @@
 //! the report as not assembled.
 
 use super::Confidence;
-use super::carve::{Deleted, Found, Vol};
+use super::carve::{Deleted, Found, Vol, by_descriptor};
 use crate::block::{Concat, Piece, Source, SparseMem, read_vec};
 use crate::le::{u32_at, u64_at};
 use crate::recover::finding::What;
@@ -88,19 +88,11 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) 
         } else {
             mbr_size(v, h, *size, window)
         };
-        let fits: Vec<&(String, u64)> = descs
-            .iter()
-            .filter(|(_, d)| if fs == "gpt" { *d == len } else { *d >= len && *d <= len.saturating_add(window) })
-            .collect();
         let mut target = None;
-        if let [(name, d)] = fits.as_slice() {
-            len = *d;
-            how = format!("size from the deleted descriptor naming {name}");
+        let most = len.saturating_add(window);
+        if let Some(n) = by_descriptor(descs, deleted, |d| if fs == "gpt" { d == len } else { d >= len && d <= most }) {
+            (len, how, target) = n;
             conf = Confidence::Medium;
-            let named: Vec<&Deleted> = deleted.iter().filter(|x| x.name.as_deref() == Some(name.as_str())).collect();
-            if let [x] = named.as_slice() {
-                target = Some(x.idx);
-            }
         }
         if len == 0 || len > reach {
             continue;
