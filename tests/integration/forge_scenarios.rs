@@ -231,7 +231,7 @@ fn damaged(scenario: &str, version: u32) {
     let dir = tempfile::tempdir().unwrap();
     let (images, truth) = forge(dir.path(), scenario, version, "3G", &["d.img"], true);
     let guard = SourceGuard::new(&images);
-    let is_damage = !matches!(scenario, "deleted" | "descriptor-lost" | "snapshot-chain-broken");
+    let is_damage = !matches!(scenario, "deleted" | "deleted-thin" | "descriptor-lost" | "snapshot-chain-broken");
     assert_eq!(!truth.damage.is_empty(), is_damage, "{scenario}: damage records {:?}", truth.damage);
     let pre: Vec<String> = if truth.bad_sectors.is_empty() {
         Vec::new()
@@ -257,6 +257,11 @@ fn damaged(scenario: &str, version: u32) {
     }
     match scenario {
         "deleted" => assert!(gone.contains(&"/db01") && gone.contains(&"/win01/win01-flat.vmdk")),
+        "deleted-thin" => {
+            let flat = truth.files.iter().find(|f| f.path == "/web01/web01-flat.vmdk").unwrap();
+            // Thin, and past what the FD addresses directly: its map lived in pointer blocks.
+            assert!(gone.contains(&"/web01") && flat.size > 1 << 30 && flat.zla == "0x3", "{flat:?}");
+        }
         "descriptor-lost" => {
             assert!(gone.iter().any(|p| p.ends_with(".vmx")) && gone.iter().any(|p| p.ends_with("/web01.vmdk")));
             assert!(now.iter().any(|p| p.ends_with("-flat.vmdk")));
