@@ -66,7 +66,7 @@ pub struct ScanState {
     pub sources: Vec<IndexedSource>,
     /// Length of `findings.jsonl` at this checkpoint.
     pub findings_len: u64,
-    /// Number of findings (lines) in that length.
+    /// Number of structures found in that length (a run of them counts each one).
     pub findings: u64,
     /// Findings per kind (`What`'s serde tag).
     pub counts: BTreeMap<String, u64>,

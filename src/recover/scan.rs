@@ -487,8 +487,9 @@ impl<'a> Run<'a> {
         line.push(b'\n');
         self.out.write_all(&line).map_err(|e| RecoverError::state(self.dir.join(FINDINGS_FILE), e))?;
         self.state.findings_len += line.len() as u64;
-        self.state.findings += 1;
-        *self.state.counts.entry(kind(&f.what).to_string()).or_default() += u64::from(f.what.count());
+        let n = u64::from(f.what.count());
+        self.state.findings += n;
+        *self.state.counts.entry(kind(&f.what).to_string()).or_default() += n;
         Ok(())
     }
 
