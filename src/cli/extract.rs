@@ -105,7 +105,7 @@ impl Job {
                     all.extend(components);
                     result = self.one(&path, &all, &fd, self.system);
                 }
-                WalkItem::Error { path, error } => self.error(&path, &error.to_string()),
+                WalkItem::Error { path, error, .. } => self.error(&path, &error.to_string()),
             }
         });
         result

@@ -24,7 +24,7 @@ pub fn run(select: &super::args::Select, path: &str, recursive: bool, as_json: b
         }
         match item {
             WalkItem::Entry { path, fd, .. } => result = print_entry(&mut out, &fs, &path, &fd, as_json),
-            WalkItem::Error { path, error } => {
+            WalkItem::Error { path, error, .. } => {
                 outcome = Outcome::Damaged;
                 if as_json {
                     result = writeln!(out, "{}", json!({"path": path, "error": error.to_string()})).map_err(Into::into);

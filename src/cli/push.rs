@@ -107,7 +107,7 @@ impl Job {
                     all.extend(components);
                     items.push((path, all, fd));
                 }
-                WalkItem::Error { path, error } => self.error(&path, &error.to_string()),
+                WalkItem::Error { path, error, .. } => self.error(&path, &error.to_string()),
             });
         }
         for (path, comps, fd) in items {

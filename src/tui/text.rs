@@ -42,6 +42,7 @@ pub fn state(s: State) -> &'static str {
         State::Live => "live",
         State::Orphaned => "orphaned",
         State::Deleted => "deleted",
+        State::Damaged => "damaged",
         State::Previous => "previous",
         State::Carved => "carved",
         State::Regenerated => "regenerated",

@@ -83,6 +83,7 @@ impl Theme {
         match s {
             State::Live => Style::default(),
             State::Deleted | State::Previous => self.fg(Color::Yellow),
+            State::Damaged => self.fg(Color::Red),
             State::Orphaned => self.fg(Color::Magenta),
             State::Carved | State::Regenerated => self.fg(Color::Cyan),
         }

@@ -22,7 +22,18 @@ pub enum WalkItem {
         path: String,
         /// Why.
         error: Error,
+        /// The directory entry, when it is the entry's FD that could not be read (the name
+        /// survives, and a recovery can still look for the content by other means).
+        entry: Option<Unread>,
     },
+}
+
+/// A directory entry whose FD could not be read.
+pub struct Unread {
+    /// The raw name bytes of every component below the walk's start, this entry's last.
+    pub components: Vec<Vec<u8>>,
+    /// The FD address the entry names.
+    pub addr: u32,
 }
 
 impl Vmfs {
@@ -46,7 +57,7 @@ impl Vmfs {
         let entries = match self.read_dir(dir) {
             Ok(e) => e,
             Err(error) => {
-                visit(WalkItem::Error { path: base.to_string(), error });
+                visit(WalkItem::Error { path: base.to_string(), error, entry: None });
                 return;
             }
         };
@@ -59,7 +70,9 @@ impl Vmfs {
             let fd = match self.read_fd(e.addr) {
                 Ok(fd) => fd,
                 Err(error) => {
-                    visit(WalkItem::Error { path, error });
+                    let mut components = comps.clone();
+                    components.push(e.name.clone());
+                    visit(WalkItem::Error { path, error, entry: Some(Unread { components, addr: e.addr }) });
                     continue;
                 }
             };
@@ -74,6 +87,7 @@ impl Vmfs {
                     visit(WalkItem::Error {
                         path: path.clone(),
                         error: Error::corrupt("directory", fd.vol_offset(), CorruptKind::DirectoryCycle(fd_addr)),
+                        entry: None,
                     });
                 }
             }

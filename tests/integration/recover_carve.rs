@@ -64,7 +64,11 @@ fn carve_damaged(
         .collect();
     let mut recovered: Vec<String> = Vec::new();
     let mut not: Vec<String> = Vec::new();
-    for it in cat.items.iter().filter(|i| matches!(i.state, State::Deleted | State::Carved) && i.kind == Kind::File) {
+    for it in cat
+        .items
+        .iter()
+        .filter(|i| matches!(i.state, State::Deleted | State::Damaged | State::Carved) && i.kind == Kind::File)
+    {
         let Some(c) = &it.content else {
             assert!(!it.missing.is_empty(), "v{version} {}: no content and no reason", it.out_path());
             not.push(format!("{} ({})", it.out_path(), it.missing.join("; ")));
@@ -74,7 +78,7 @@ fn carve_damaged(
         assert_eq!(c.len(), it.size, "v{version} {}: size and content length differ", it.out_path());
         assert!(!live_shas.contains(&got.as_str()), "v{version} {}: a copy of a live file", it.out_path());
         match (it.state, it.original.as_deref().and_then(|o| by_path.get(o))) {
-            (State::Deleted, Some(t)) => {
+            (State::Deleted | State::Damaged, Some(t)) => {
                 assert!(t.state == "deleted" || t.state == "unreachable", "v{version} {}", it.out_path());
                 assert_eq!(t.sha256.as_deref(), Some(got.as_str()), "v{version} {}: wrong content", it.out_path());
                 recovered.push(t.path.clone());

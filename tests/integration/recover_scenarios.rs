@@ -209,6 +209,31 @@ fn check(scenario: &str, version: u32, big: bool, outs: &[&str]) {
         assert_eq!(back["state"], "deleted", "{ctx}: {back}");
         assert!(back["method"].as_str().unwrap().contains("pointer block"), "{ctx}: {back}");
     }
+    // Files whose FDs were destroyed keep the names their directory still lists: what comes
+    // back comes back there (a flat disk too: through its descriptor or pointer blocks).
+    if scenario == "fd-cluster-corrupt" {
+        let mut named = 0;
+        for f in files.iter().filter(|f| f.state == "unreachable" && f.kind == "file") {
+            let Some(sha) = f.sha256.as_deref().filter(|s| by_sha.contains_key(s)) else { continue };
+            let own = by_sha[sha].iter().any(|w| {
+                w["state"] == "damaged" && w["path"].as_str().unwrap().ends_with(&format!("{}{}", truth.label, f.path))
+            });
+            assert!(own, "{ctx}: {} came back, not under its own name: {:?}", f.path, by_sha[sha]);
+            named += 1;
+        }
+        // Small content: the nvram and the delta (the rest is resident, or has no header).
+        assert!(named >= 2, "{ctx}: only {named} files of the damaged folder came back");
+        // Full-size guests start with a partition table: the flat disk is found by it.
+        let flat = files.iter().find(|f| f.path.ends_with("-flat.vmdk") && f.state == "unreachable");
+        if let Some(flat) = flat.filter(|f| big && f.overwritten.is_empty()) {
+            assert!(
+                flat.sha256.as_deref().is_some_and(|s| by_sha.contains_key(s)),
+                "{ctx}: {} (FD destroyed) not recovered: {}",
+                flat.path,
+                report["notes"]
+            );
+        }
+    }
     if scenario == "descriptor-lost" {
         regenerated_chains_read_as_truth(&truth, &out, dir.path(), &ctx);
     }

@@ -195,11 +195,12 @@ fn local_findings(v: &Vol, src: &Source, si: usize, start: u64, findings: &[Find
     out
 }
 
-/// A deleted item of this volume still without content, with its freed FD's addressing.
+/// A deleted (or damaged) item of this volume still without content, with its freed FD's
+/// addressing (`None`: the FD is unreadable).
 #[derive(Clone)]
 pub(super) struct Deleted {
     pub(super) idx: usize,
-    pub(super) zla: Zla,
+    pub(super) zla: Option<Zla>,
     pub(super) block_size: u64,
     pub(super) name: Option<String>,
     pub(super) folder: Option<String>,
@@ -232,25 +233,34 @@ impl Found {
 fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
     let mut deleted = Vec::new();
     for (idx, it) in cat.items.iter_mut().enumerate() {
-        if it.state != State::Deleted || it.kind != Kind::File || it.content.is_some() || !labels.contains(&it.volume) {
+        let wanted = matches!(it.state, State::Deleted | State::Damaged);
+        if !wanted || it.kind != Kind::File || it.content.is_some() || !labels.contains(&it.volume) {
             continue;
         }
-        let Some(fd) = it.fd.and_then(|a| v.fs.read_fd(a).ok()) else { continue };
-        if fd.meta.kind != FdType::File {
-            continue;
-        }
-        if fd.meta.zla == Zla::Resident {
-            it.missing = vec![RESIDENT_LOST.into()];
-            continue;
-        }
+        let Some(addr) = it.fd else { continue };
+        // A damaged entry's FD is unreadable: its addressing is unknown, its unit at most a
+        // file block.
+        let (zla, block_size) = if it.state == State::Damaged {
+            (None, v.fs.geo.fbs)
+        } else {
+            let Ok(fd) = v.fs.read_fd(addr) else { continue };
+            if fd.meta.kind != FdType::File {
+                continue;
+            }
+            if fd.meta.zla == Zla::Resident {
+                it.missing = vec![RESIDENT_LOST.into()];
+                continue;
+            }
+            (Some(fd.meta.zla), fd.meta.block_size)
+        };
         // A name the rebuild made up from the FD address is no name.
         let (folder, name) = match it.original.as_deref().and_then(|o| o.rsplit_once('/')) {
-            Some((d, n)) if n != format!("fd-{:#x}", fd.addr) => {
+            Some((d, n)) if n != format!("fd-{addr:#x}") => {
                 (Some(d.rsplit('/').next().unwrap_or(d).to_string()), Some(n.to_string()))
             }
             _ => (None, None),
         };
-        deleted.push(Deleted { idx, zla: fd.meta.zla, block_size: fd.meta.block_size, name, folder });
+        deleted.push(Deleted { idx, zla, block_size, name, folder });
     }
     let mut out = texts(v, &deleted);
     out.extend(super::carve_text::logs(v, &deleted));
@@ -322,7 +332,7 @@ fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
             it.missing.extend(ses_why.iter().cloned());
         } else if !carved_names.is_empty() && is_flat_candidate(d) {
             it.missing.push(format!("not matched for sure to a carved copy; candidates: {}", carved_names.join(", ")));
-        } else if d.zla == Zla::SubBlock || d.zla == Zla::FileBlock {
+        } else if matches!(d.zla, Some(Zla::SubBlock | Zla::FileBlock) | None) {
             it.missing.push("no structure in free space identifies its first block and length".into());
         }
     }
@@ -347,7 +357,7 @@ fn texts(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
             .collect();
         // Text longer than the freed file's allocation unit continued elsewhere: not all here.
         let target = match matches.as_slice() {
-            [d] if text.len() as u64 <= d.block_size && d.zla != Zla::Resident => Some(d.idx),
+            [d] if text.len() as u64 <= d.block_size && d.zla != Some(Zla::Resident) => Some(d.idx),
             _ => None,
         };
         out.push(Found {
@@ -428,7 +438,7 @@ fn descriptor_sizes(v: &Vol) -> Vec<(String, u64)> {
 /// A deleted file that may be a flat disk: named so, or unnamed, and addressed by file blocks.
 fn is_flat_candidate(d: &Deleted) -> bool {
     let named = d.name.as_deref().is_none_or(|n| n.ends_with("-flat.vmdk"));
-    named && !matches!(d.zla, Zla::SubBlock | Zla::Resident)
+    named && !matches!(d.zla, Some(Zla::SubBlock | Zla::Resident))
 }
 
 /// Guest disks (MBR or GPT) starting on a file block in free space, each a contiguous run.
@@ -558,7 +568,7 @@ fn cowd(v: &Vol, deleted: &[Deleted], taken: &[Found]) -> Vec<Found> {
         let one_block = off % v.fs.geo.fbs.max(1) + len <= v.fs.geo.fbs;
         let deltas: Vec<&Deleted> = deleted
             .iter()
-            .filter(|d| d.name.as_deref().is_some_and(|n| n.ends_with("-delta.vmdk")) && d.zla != Zla::SubBlock)
+            .filter(|d| d.name.as_deref().is_some_and(|n| n.ends_with("-delta.vmdk")) && d.zla != Some(Zla::SubBlock))
             .collect();
         let target = match deltas.as_slice() {
             [d] => Some(d.idx),

@@ -181,7 +181,7 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) 
         .iter()
         .filter(|d| {
             d.name.as_deref().is_none_or(|n| n.ends_with("-flat.vmdk"))
-                && matches!(d.zla, Zla::PointerBlock | Zla::Pointer2Block | Zla::PointerBlockDouble)
+                && matches!(d.zla, Some(Zla::PointerBlock | Zla::Pointer2Block | Zla::PointerBlockDouble) | None)
                 && !out.iter().any(|f| f.target == Some(d.idx))
         })
         .collect();

@@ -308,7 +308,7 @@ pub(super) fn sesparse(v: &Vol, deleted: &[Deleted]) -> (Vec<Found>, Vec<String>
             .iter()
             .filter(|d| {
                 d.name.as_deref().is_some_and(|n| n.ends_with("-sesparse.vmdk"))
-                    && !matches!(d.zla, Zla::SubBlock | Zla::Resident)
+                    && !matches!(d.zla, Some(Zla::SubBlock | Zla::Resident))
             })
             .collect();
         let target = match deltas.as_slice() {

@@ -73,7 +73,7 @@ pub(super) fn logs(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
         let mut names: Vec<&Deleted> = deleted
             .iter()
             .filter(|d| d.folder.as_deref() == Some(folder) && d.name.as_deref().is_some_and(is_log_name))
-            .filter(|d| d.zla != Zla::Resident)
+            .filter(|d| d.zla != Some(Zla::Resident))
             .collect();
         let mut texts: Vec<usize> = (0..found.len()).filter(|&i| names_folder(&found[i].1, folder)).collect();
         if names.is_empty() || names.len() != texts.len() {
@@ -137,7 +137,7 @@ pub fn nvram_len(b: &[u8]) -> Option<u64> {
 pub(super) fn nvram(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
     let names: Vec<&Deleted> = deleted
         .iter()
-        .filter(|d| d.name.as_deref().is_some_and(|n| n.ends_with(".nvram")) && d.zla != Zla::Resident)
+        .filter(|d| d.name.as_deref().is_some_and(|n| n.ends_with(".nvram")) && d.zla != Some(Zla::Resident))
         .collect();
     let sbs = v.fs.geo.sbs.max(512);
     let mut out = Vec::new();

@@ -14,6 +14,9 @@ pub enum State {
     Orphaned,
     /// Unlinked and freed; content found by other means, or not at all.
     Deleted,
+    /// Listed by its directory, but its FD is unreadable (corrupt or on a bad sector): name
+    /// from the entry, content found by other means, or not at all.
+    Damaged,
     /// Belongs to a file system that was formatted over (`previous/`).
     Previous,
     /// Content found by its signature, without an FD (`carved/`).

@@ -264,9 +264,35 @@ fn walk_into(
             p.extend(components.iter().map(|c| String::from_utf8_lossy(c).into_owned()));
             cat.items.push(fd_item(fs, label, &fd, p, Some(path), state, method.into(), confidence));
         }
-        WalkItem::Error { path, error } => errors.push(format!("{label}:{path}: {error}")),
+        WalkItem::Error { path, error, entry } => {
+            if let Some(e) = entry {
+                let mut p = prefix.to_vec();
+                p.extend(e.components.iter().map(|c| String::from_utf8_lossy(c).into_owned()));
+                cat.items.push(damaged_item(label, p, path.clone(), e.addr, &error.to_string()));
+            }
+            errors.push(format!("{label}:{path}: {error}"));
+        }
     });
     cat.notes.extend(errors);
+}
+
+/// An entry whose FD cannot be read: its name survives, its type, size and block map do not.
+/// Offered as a file (most entries are); the carving pass may find its content.
+fn damaged_item(label: &str, path: Vec<String>, original: String, addr: u32, why: &str) -> Item {
+    Item {
+        path,
+        kind: Kind::File,
+        state: State::Damaged,
+        original: Some(original),
+        volume: label.into(),
+        fd: Some(addr),
+        size: 0,
+        mtime: 0,
+        method: "listed by its directory; its FD is unreadable".into(),
+        confidence: Confidence::Medium,
+        content: None,
+        missing: vec![format!("its FD ({addr:#x}) is unreadable: {why}; type, size and block map lost")],
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
