@@ -23,6 +23,10 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "deleted-thin",
         story: "a VM whose thin disk is addressed through pointer blocks (over 1 GiB) deleted with its folder",
     },
+    Scenario {
+        name: "deleted-flat",
+        story: "a flat extent removed from the ESXi shell (rm), its descriptor left in place",
+    },
     Scenario { name: "reformatted", story: "a new, empty VMFS of the same version created over the datastore" },
     Scenario { name: "reformatted-5-over-6", story: "a new VMFS5 created over a VMFS6 datastore" },
     Scenario { name: "no-partition-table", story: "the GPT (primary and backup) wiped" },
@@ -107,6 +111,8 @@ pub fn forge(opts: &Options) -> Result<Truth, ForgeError> {
     // Damage done through the file system, before its metadata is written.
     match name {
         "deleted-thin" => delete(&mut w, &mut pop, "/web01")?,
+        // `rm win01-flat.vmdk` in the ESXi shell: the descriptor stays, naming it.
+        "deleted-flat" => delete(&mut w, &mut pop, "/win01/win01-flat.vmdk")?,
         "deleted" | "demo" => {
             if name == "deleted" {
                 delete(&mut w, &mut pop, "/win01/win01-flat.vmdk")?;

@@ -231,7 +231,8 @@ fn damaged(scenario: &str, version: u32) {
     let dir = tempfile::tempdir().unwrap();
     let (images, truth) = forge(dir.path(), scenario, version, "3G", &["d.img"], true);
     let guard = SourceGuard::new(&images);
-    let is_damage = !matches!(scenario, "deleted" | "deleted-thin" | "descriptor-lost" | "snapshot-chain-broken");
+    let is_damage =
+        !matches!(scenario, "deleted" | "deleted-thin" | "deleted-flat" | "descriptor-lost" | "snapshot-chain-broken");
     assert_eq!(!truth.damage.is_empty(), is_damage, "{scenario}: damage records {:?}", truth.damage);
     let pre: Vec<String> = if truth.bad_sectors.is_empty() {
         Vec::new()
@@ -257,6 +258,10 @@ fn damaged(scenario: &str, version: u32) {
     }
     match scenario {
         "deleted" => assert!(gone.contains(&"/db01") && gone.contains(&"/win01/win01-flat.vmdk")),
+        "deleted-flat" => {
+            assert_eq!(gone, ["/win01/win01-flat.vmdk"]);
+            assert!(now.iter().any(|p| p == "/win01/win01.vmdk"));
+        }
         "deleted-thin" => {
             let flat = truth.files.iter().find(|f| f.path == "/web01/web01-flat.vmdk").unwrap();
             // Thin, and past what the FD addresses directly: its map lived in pointer blocks.

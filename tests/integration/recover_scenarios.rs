@@ -209,6 +209,15 @@ fn check(scenario: &str, version: u32, big: bool, outs: &[&str]) {
         assert_eq!(back["state"], "deleted", "{ctx}: {back}");
         assert!(back["method"].as_str().unwrap().contains("pointer block"), "{ctx}: {back}");
     }
+    // A flat removed with rm: its directory entry is gone, its descriptor names it.
+    if scenario == "deleted-flat" {
+        let flat = files.iter().find(|f| f.path == "/win01/win01-flat.vmdk").unwrap();
+        let back = written.iter().find(|w| w["path"].as_str().unwrap().ends_with("/win01/win01-flat.vmdk"));
+        let back = back.unwrap_or_else(|| panic!("{ctx}: the removed flat is not back under its name: {items:?}"));
+        assert_eq!(back["sha256"].as_str(), flat.sha256.as_deref(), "{ctx}: {back}");
+        assert_eq!(back["state"], "deleted", "{ctx}: {back}");
+        assert!(back["method"].as_str().unwrap().contains("surviving descriptor"), "{ctx}: {back}");
+    }
     // Files whose FDs were destroyed keep the names their directory still lists: what comes
     // back comes back there (a flat disk too: through its descriptor or pointer blocks).
     if scenario == "fd-cluster-corrupt" {

@@ -267,7 +267,10 @@ fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
     out.extend(super::carve_text::nvram(v, &deleted));
     let (ses, ses_why) = super::carve_sesparse::sesparse(v, &deleted);
     out.extend(ses);
-    let descs = descriptor_sizes(v);
+    let mut descs = descriptor_sizes(v);
+    let missing = missing_extents(cat, labels);
+    descs.extend(missing.iter().map(|m| m.0.clone()));
+    let first_carved = cat.items.len();
     // Pointer blocks that survive map a disk exactly (thin ones too): they come first.
     let (thin, thin_notes) = super::carve_pb::thin_disks(v, &deleted, &descs);
     cat.notes.extend(thin_notes);
@@ -318,6 +321,7 @@ fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
             }
         }
     }
+    name_by_missing_extents(cat, v, &missing, first_carved);
     // Deleted files left without content: say why, and where a carved copy may be.
     for d in &deleted {
         let it = &mut cat.items[d.idx];
@@ -417,8 +421,11 @@ fn descriptor_name(extent: &str) -> String {
     format!("{stem}.vmdk")
 }
 
-/// Flat extents named by descriptors in free space: (file name, bytes).
-fn descriptor_sizes(v: &Vol) -> Vec<(String, u64)> {
+/// A flat extent a descriptor names: file name, bytes, and which descriptor says so.
+pub(super) type ExtentSize = (String, u64, String);
+
+/// Flat extents named by descriptors in free space.
+fn descriptor_sizes(v: &Vol) -> Vec<ExtentSize> {
     let mut out = Vec::new();
     for (off, what) in &v.found {
         let What::VmdkDescriptor { .. } = what else { continue };
@@ -426,11 +433,71 @@ fn descriptor_sizes(v: &Vol) -> Vec<(String, u64)> {
         let Ok(d) = Descriptor::parse("carved", &text) else { continue };
         for e in d.extents.iter().filter(|e| e.kind == "VMFS" || e.kind == "FLAT") {
             if let (Some(f), Some(len)) = (&e.file, e.sectors.checked_mul(512)) {
-                out.push((f.clone(), len));
+                out.push((f.clone(), len, format!("the deleted descriptor at volume offset {off:#x}")));
             }
         }
     }
     out
+}
+
+/// Extents that surviving descriptors name but their folders no longer hold (a flat removed
+/// with `rm`, its descriptor left): the extent, and the folder ("/win01").
+fn missing_extents(cat: &Catalog, labels: &[String]) -> Vec<(ExtentSize, String)> {
+    let here = |i: &&Item| matches!(i.state, State::Live | State::Orphaned) && labels.contains(&i.volume);
+    let present: std::collections::HashSet<&str> =
+        cat.items.iter().filter(here).filter_map(|i| i.original.as_deref()).collect();
+    let mut out: Vec<(ExtentSize, String)> = Vec::new();
+    for it in cat.items.iter().filter(here) {
+        let Some(o) = it.original.as_deref().filter(|o| o.ends_with(".vmdk") && it.size <= TEXT_CAP) else { continue };
+        let (Some((dir, _)), Some(c)) = (o.rsplit_once('/'), &it.content) else { continue };
+        let Ok(text) = read_vec(c.as_ref(), 0, it.size as usize) else { continue };
+        let Ok(desc) = Descriptor::parse(o, &text) else { continue };
+        for e in desc.extents.iter().filter(|e| e.kind == "VMFS" || e.kind == "FLAT") {
+            let (Some(f), Some(len)) = (&e.file, e.sectors.checked_mul(512)) else { continue };
+            if f.contains('/') || present.contains(format!("{dir}/{f}").as_str()) {
+                continue;
+            }
+            if !out.iter().any(|((n, l, _), d)| n == f && *l == len && d == dir) {
+                out.push(((f.clone(), len, format!("the surviving descriptor {o}")), dir.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// A disk that came back without a name (its directory entry removed), or carved, takes the
+/// name of the one missing extent of its exact size a surviving descriptor names.
+fn name_by_missing_extents(cat: &mut Catalog, v: &Vol, missing: &[(ExtentSize, String)], from: usize) {
+    for ((name, len, which), dir) in missing {
+        let path = format!("{dir}/{name}");
+        if cat.items.iter().any(|i| i.original.as_deref() == Some(path.as_str()) && i.content.is_some()) {
+            continue;
+        }
+        let fits: Vec<usize> = (0..cat.items.len())
+            .filter(|&i| {
+                let it = &cat.items[i];
+                // A made-up name ("fd-0x.."), in no folder or in this one (VMFS6 FDs name
+                // their parent).
+                let made_up = it.path.last().is_some_and(|n| n.starts_with("fd-0x"))
+                    && it.original.as_deref().is_none_or(|o| o.rsplit_once('/').is_some_and(|(d, _)| d == dir));
+                let unnamed = (it.state == State::Deleted && made_up) || (it.state == State::Carved && i >= from);
+                unnamed && it.volume == v.label && it.content.is_some() && it.size == *len
+            })
+            .collect();
+        let [i] = fits.as_slice() else { continue };
+        if missing.iter().filter(|((_, l, _), _)| l == len).count() != 1 {
+            continue;
+        }
+        let it = &mut cat.items[*i];
+        let mut p = vec!["volumes".to_string(), v.label.clone()];
+        p.extend(path.trim_start_matches('/').split('/').map(String::from));
+        it.path = p;
+        it.original = Some(path.clone());
+        it.state = State::Deleted;
+        let method = it.method.replacen("names partly made up (see path)", "its directory entry removed", 1);
+        it.method = format!("{method}; named {path} by {which}, the only disk of its size it lacks");
+        it.confidence = it.confidence.min(Confidence::Medium);
+    }
 }
 
 // ---- flat disks -------------------------------------------------------------------------
@@ -442,7 +509,7 @@ fn is_flat_candidate(d: &Deleted) -> bool {
 }
 
 /// Guest disks (MBR or GPT) starting on a file block in free space, each a contiguous run.
-fn disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> Vec<Found> {
+fn disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> Vec<Found> {
     let fbs = v.fs.geo.fbs.max(512);
     let vol_len = v.fs.vol.len();
     // Starts of other structures bound a disk that has no exact size of its own.
@@ -529,15 +596,15 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> Vec<Found> {
 /// The one descriptor extent in free space whose size `fits`: that size, how it was found, and
 /// the deleted file it names when exactly one has that name.
 pub(super) fn by_descriptor(
-    descs: &[(String, u64)],
+    descs: &[ExtentSize],
     deleted: &[Deleted],
     fits: impl Fn(u64) -> bool,
 ) -> Option<(u64, String, Option<usize>)> {
-    let found: Vec<&(String, u64)> = descs.iter().filter(|(_, d)| fits(*d)).collect();
-    let [(name, d)] = found.as_slice() else { return None };
+    let found: Vec<&ExtentSize> = descs.iter().filter(|(_, d, _)| fits(*d)).collect();
+    let [(name, d, which)] = found.as_slice() else { return None };
     let named: Vec<&Deleted> = deleted.iter().filter(|x| x.name.as_deref() == Some(name.as_str())).collect();
     let target = if let [x] = named.as_slice() { Some(x.idx) } else { None };
-    Some((*d, format!("size from the deleted descriptor naming {name}"), target))
+    Some((*d, format!("size from {which}, naming {name}"), target))
 }
 
 /// The GPT backup header sits in the disk's last sector and names itself there.

@@ -12,7 +12,7 @@
 //! the report as not assembled.
 
 use super::Confidence;
-use super::carve::{Deleted, Found, Vol, by_descriptor};
+use super::carve::{Deleted, ExtentSize, Found, Vol, by_descriptor};
 use crate::block::{Concat, Piece, Source, SparseMem, read_vec};
 use crate::le::{u32_at, u64_at};
 use crate::recover::finding::What;
@@ -49,7 +49,7 @@ impl Orphan {
 }
 
 /// Disks rebuilt from orphaned pointer blocks, and notes on what could not be placed.
-pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[(String, u64)]) -> (Vec<Found>, Vec<String>) {
+pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> (Vec<Found>, Vec<String>) {
     let (orphans, reused) = orphans(v);
     let mut notes = Vec::new();
     if reused > 0 {
