@@ -146,4 +146,49 @@ impl BlockSource for Concat {
         });
         merge_ranges(out)
     }
+    /// What the pieces say may hold data; gaps (no device) hold none.
+    fn data_ranges(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        let end = range.end.min(self.len);
+        let mut out = Vec::new();
+        if range.start >= end {
+            return out;
+        }
+        self.for_parts(range.start..end, |piece, r| {
+            if let Some((p, (src, src_off))) = piece.and_then(|p| p.src.as_ref().map(|s| (p, s))) {
+                let base = src_off + (r.start - p.offset);
+                for d in src.data_ranges(base..base + (r.end - r.start)) {
+                    out.push(r.start + (d.start - base)..r.start + (d.end - base));
+                }
+            }
+        });
+        merge_ranges(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{MemSource, SparseMem, Tolerant};
+    use std::sync::Arc;
+
+    #[test]
+    fn data_ranges_come_from_the_pieces_and_gaps_hold_none() {
+        let mut sparse = SparseMem::zeros("sparse", 1 << 20);
+        sparse.regions.insert(0x1000, vec![1u8; 0x200]);
+        let sparse: Source = Arc::new(sparse);
+        let dense: Source = Arc::new(Tolerant::new(MemSource::new("dense", vec![2u8; 0x800])));
+        let c = Concat::new(
+            "c",
+            vec![
+                // Bytes 0x800.. of the sparse source: its data at 0x1000 lands at 0x800.
+                Piece { offset: 0, len: 0x1000, src: Some((Arc::clone(&sparse), 0x800)) },
+                Piece { offset: 0x1000, len: 0x800, src: None },
+                Piece { offset: 0x1800, len: 0x800, src: Some((dense, 0)) },
+            ],
+            0x3000,
+        );
+        assert_eq!(c.data_ranges(0..0x3000), [0x800..0xa00, 0x1800..0x2000]);
+        assert_eq!(c.data_ranges(0x900..0x1900), [0x900..0xa00, 0x1800..0x1900]);
+        assert!(c.data_ranges(0x2000..0x3000).is_empty());
+    }
 }

@@ -18,7 +18,10 @@ pub struct Scenario {
 /// Every scenario, in the order `forge --list` shows them.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "healthy", story: "an undamaged datastore (give two images to span it over two devices)" },
-    Scenario { name: "deleted", story: "a VMDK and a whole VM folder deleted as ESXi deletes them" },
+    Scenario {
+        name: "deleted",
+        story: "a VMDK and a whole VM folder deleted as ESXi deletes them (full size: the huge thin disk too)",
+    },
     Scenario {
         name: "deleted-thin",
         story: "a VM whose thin disk is addressed through pointer blocks (over 1 GiB) deleted with its folder",
@@ -117,6 +120,10 @@ pub fn forge(opts: &Options) -> Result<Truth, ForgeError> {
             if name == "deleted" {
                 delete(&mut w, &mut pop, "/win01/win01-flat.vmdk")?;
                 delete(&mut w, &mut pop, "/win01/win01.vmdk")?;
+                // Full size: the huge thin disk too, whose map is double-indirect.
+                if pop.get("/archive01").is_some() {
+                    delete(&mut w, &mut pop, "/archive01")?;
+                }
             }
             delete(&mut w, &mut pop, "/db01")?;
             if name == "demo" {

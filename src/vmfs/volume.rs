@@ -35,7 +35,7 @@ const PB_CACHE_ENTRIES: usize = 256;
 pub const MAX_METADATA_FILE: u64 = 256 << 20;
 
 /// The resource files a reader needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResKind {
     /// .fdc.sf: file descriptors.
     Fd,
@@ -250,6 +250,12 @@ impl Vmfs {
                 Err(Error::corrupt("resource address", 0, CorruptKind::BadAddress { addr: raw, kind: (raw & 7) as u8 }))
             }
         }
+    }
+
+    /// Resource file, cluster and resource a pointer-block address (PB, PB2, or SB, which
+    /// VMFS6 keeps pointer blocks in) names; `None` for any other address.
+    pub fn pointer_block_location(&self, raw: u64) -> Option<(ResKind, u64, u64)> {
+        self.resource_address(raw, false).ok()
     }
 
     /// Volume offset of the resource (PB, PB2, SB or FD) at packed address `raw`.

@@ -209,6 +209,16 @@ fn check(scenario: &str, version: u32, big: bool, outs: &[&str]) {
         assert_eq!(back["state"], "deleted", "{ctx}: {back}");
         assert!(back["method"].as_str().unwrap().contains("pointer block"), "{ctx}: {back}");
     }
+    // The huge thin disk (double-indirect) deleted with its folder: every data block comes back
+    // at its place, through the orphaned double-indirect pointer block.
+    if let Some(huge) = files.iter().find(|f| f.path == "/archive01/archive01-flat.vmdk" && f.state == "deleted") {
+        let back = items.iter().find(|i| i["path"].as_str().unwrap().ends_with("/archive01/archive01-flat.vmdk"));
+        let back = back.unwrap_or_else(|| panic!("{ctx}: the deleted huge disk is not named: {}", report["notes"]));
+        let output = back["output"].as_str().unwrap_or_else(|| panic!("{ctx}: not written: {back}"));
+        assert!(blocks_match(&out.join(output), huge), "{ctx}: {back}");
+        assert!(back["method"].as_str().unwrap().contains("double-indirect"), "{ctx}: {back}");
+        assert_eq!(back["size"].as_u64(), Some(huge.size), "{ctx}: {back}");
+    }
     // A flat removed with rm: its directory entry is gone, its descriptor names it.
     if scenario == "deleted-flat" {
         let flat = files.iter().find(|f| f.path == "/win01/win01-flat.vmdk").unwrap();

@@ -50,7 +50,7 @@ impl Orphan {
 
 /// Disks rebuilt from orphaned pointer blocks, and notes on what could not be placed.
 pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> (Vec<Found>, Vec<String>) {
-    let (orphans, reused) = orphans(v);
+    let (orphans, reused, uppers) = orphans(v);
     let mut notes = Vec::new();
     if reused > 0 {
         notes.push(format!(
@@ -63,18 +63,12 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
     }
     let geo = &v.fs.geo;
     let mut claimed = vec![false; orphans.len()];
-    // Disks with their first (and, if pinned, last) window; middles decided once all are known.
-    struct Plan {
-        head: usize,
-        len: u64,
-        window: u64,
-        wins: BTreeMap<u64, usize>,
-        how: String,
-        target: Option<usize>,
-        conf: Confidence,
-    }
-    let mut plans: Vec<Plan> = Vec::new();
+    // Files mapped through a double-indirect block: every window is placed by it.
+    let mut plans = double_indirect(v, &orphans, &uppers, deleted, descs, &mut claimed, &mut notes);
     for (hi, h) in orphans.iter().enumerate() {
+        if claimed[hi] {
+            continue;
+        }
         let Some(Some(first)) = h.leaf(0) else { continue };
         let Ok(i) = v.found.binary_search_by_key(&first, |(o, _)| *o) else { continue };
         let What::Guest { fs, size: Some(size) } = &v.found[i].1 else { continue };
@@ -98,11 +92,11 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
             continue;
         }
         claimed[hi] = true;
-        plans.push(Plan { head: hi, len, window, wins: BTreeMap::from([(0, hi)]), how, target, conf });
+        plans.push(Plan { head: hi, len, window, wins: BTreeMap::from([(0, hi)]), how, target, conf, exact: false });
     }
     // The last window: the one pointer block whose entry for the disk's last sector names a
     // block holding the GPT backup header for exactly this size.
-    for p in &mut plans {
+    for p in plans.iter_mut().filter(|p| !p.exact) {
         let last = (p.len - 1) / p.window;
         if last == 0 {
             continue;
@@ -129,8 +123,8 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
     let mut out = Vec::new();
     for p in plans {
         let n = p.len.div_ceil(p.window);
-        let head_off = orphans[p.head].leaf(0).flatten().unwrap_or(0);
-        if n >= 2 && !p.wins.contains_key(&(n - 1)) {
+        let head_off = orphans[p.head].leaf(0).flatten().or_else(|| first_data(&orphans[p.head])).unwrap_or(0);
+        if !p.exact && n >= 2 && !p.wins.contains_key(&(n - 1)) {
             notes.push(format!(
                 "{}: disk at volume offset {head_off:#x} ({} bytes, {n} pointer-block windows): its last window \
                  could not be identified; not assembled",
@@ -140,7 +134,7 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
         }
         let mut how = p.how;
         let mut conf = p.conf;
-        if n >= 3 {
+        if n >= 3 && !p.exact {
             if unplaced > 0 || reused > 0 {
                 notes.push(format!(
                     "{}: disk at volume offset {head_off:#x} ({} bytes): windows 1..{} cannot be placed among \
@@ -157,8 +151,16 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
             ));
             conf = Confidence::Low;
         }
-        let used: Vec<String> = p.wins.values().map(|&o| orphans[o].describe()).collect();
+        let mut used: Vec<String> = p.wins.values().take(4).map(|&o| orphans[o].describe()).collect();
+        if p.wins.len() > 4 {
+            used.push(format!("and {} more", p.wins.len() - 4));
+        }
         let content = assemble(v, &orphans, &p.wins, p.window, p.len, head_off);
+        let first = if p.exact {
+            "first window from the double-indirect block's first entry"
+        } else {
+            "first window from the guest partition table"
+        };
         let data = p.wins.values().map(|&o| orphans[o].leaves.iter().filter(|l| l.1.is_some()).count()).sum::<usize>();
         out.push(Found {
             off: head_off,
@@ -168,8 +170,8 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
             target: p.target,
             carved_name: ("disk".into(), ".vmdk-flat".into()),
             method: format!(
-                "block map from orphaned pointer block(s) {} ({data} data blocks); first window from the guest \
-                 partition table at volume offset {head_off:#x}; {how}",
+                "block map from orphaned pointer block(s) {} ({data} data blocks); {first} at volume offset \
+                 {head_off:#x}; {how}",
                 used.join(", ")
             ),
             confidence: conf,
@@ -181,7 +183,7 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
         .iter()
         .filter(|d| {
             d.name.as_deref().is_none_or(|n| n.ends_with("-flat.vmdk"))
-                && matches!(d.zla, Some(Zla::PointerBlock | Zla::Pointer2Block | Zla::PointerBlockDouble) | None)
+                && matches!(d.zla, Some(Zla::PointerBlock | Zla::Pointer2Block) | None)
                 && !out.iter().any(|f| f.target == Some(d.idx))
         })
         .collect();
@@ -199,6 +201,133 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
         ));
     }
     (out, notes)
+}
+
+/// A disk to assemble: its first window's pointer block, size, windows placed so far.
+struct Plan {
+    head: usize,
+    len: u64,
+    window: u64,
+    wins: BTreeMap<u64, usize>,
+    how: String,
+    target: Option<usize>,
+    conf: Confidence,
+    /// Every window is placed (by a double-indirect block): no window is left to guess.
+    exact: bool,
+}
+
+/// The first data block a pointer block names.
+fn first_data(o: &Orphan) -> Option<u64> {
+    o.leaves.iter().find_map(|l| l.1)
+}
+
+/// Disks whose double-indirect pointer block survives: its entries place every leaf pointer
+/// block (entry i maps window i), so the order is the file's, holes included. The size comes
+/// from a guest partition table at its first block, a descriptor, or (when this is the only
+/// such block on the volume) the end of the last block it allocates.
+fn double_indirect(
+    v: &Vol,
+    orphans: &[Orphan],
+    uppers: &[Upper],
+    deleted: &[Deleted],
+    descs: &[ExtentSize],
+    claimed: &mut [bool],
+    notes: &mut Vec<String>,
+) -> Vec<Plan> {
+    let geo = &v.fs.geo;
+    let mut plans = Vec::new();
+    for u in uppers {
+        let file = match u.at.0 {
+            ResKind::Sb => ".sbc.sf",
+            ResKind::Pb2 => ".pb2.sf",
+            _ => ".pbc.sf",
+        };
+        let at = format!("{file} cluster {} resource {}", u.at.1, u.at.2);
+        if u.children.iter().any(|c| claimed[c.1]) {
+            continue;
+        }
+        let Some(&(0, head)) = u.children.first() else {
+            // A later part of a file over what one double-indirect block maps: not placed.
+            notes.push(format!(
+                "{}: double-indirect pointer block {at} of a deleted file does not start it; not used",
+                v.label
+            ));
+            continue;
+        };
+        let bs = orphans[head].bs;
+        let window = geo.pb_entries.saturating_mul(bs);
+        let (last_w, last_o) = u.children[u.children.len() - 1];
+        let alloc_end = orphans[last_o]
+            .leaves
+            .last()
+            .map_or(0, |l| last_w.saturating_mul(window).saturating_add((l.0 + 1).saturating_mul(bs)));
+        let most = (last_w + 1).saturating_mul(window);
+        let guest = orphans[head].leaf(0).flatten().and_then(|first| {
+            let i = v.found.binary_search_by_key(&first, |(o, _)| *o).ok()?;
+            match &v.found[i].1 {
+                What::Guest { fs, size: Some(size) } if fs == "gpt" || fs == "mbr" => Some((fs.clone(), *size)),
+                _ => None,
+            }
+        });
+        let mut target = None;
+        let (len, how, conf) = match guest {
+            Some((fs, size)) if fs == "gpt" && size >= alloc_end && size <= most => {
+                (size, "size from the GPT header".to_string(), Confidence::Medium)
+            }
+            _ => {
+                let fits = |d: u64| d >= alloc_end && d <= most;
+                if let Some((d, how, t)) = by_descriptor(descs, deleted, fits) {
+                    target = t;
+                    (d, how, Confidence::Medium)
+                } else if uppers.len() == 1 {
+                    (
+                        alloc_end,
+                        "size from the last block it allocates (the disk may be longer)".into(),
+                        Confidence::Low,
+                    )
+                } else {
+                    notes.push(format!(
+                        "{}: deleted disk mapped by double-indirect pointer block {at}: its size is unknown; not assembled",
+                        v.label
+                    ));
+                    continue;
+                }
+            }
+        };
+        if len == 0 || alloc_end > len {
+            continue;
+        }
+        let mut how = how;
+        if target.is_none() {
+            // Only a file addressed through double-indirect blocks had one.
+            let doubles: Vec<&Deleted> = deleted
+                .iter()
+                .filter(|d| {
+                    d.zla == Some(Zla::PointerBlockDouble)
+                        && d.name.as_deref().is_none_or(|n| n.ends_with("-flat.vmdk"))
+                })
+                .collect();
+            if let [d] = doubles.as_slice() {
+                target = Some(d.idx);
+                how.push_str("; the only deleted file of the volume addressed through double-indirect pointer blocks");
+            }
+        }
+        for c in &u.children {
+            claimed[c.1] = true;
+        }
+        let wins: BTreeMap<u64, usize> = u.children.iter().copied().collect();
+        plans.push(Plan {
+            head,
+            len,
+            window,
+            wins,
+            how: format!("windows ordered by the orphaned double-indirect pointer block {at}; {how}"),
+            target,
+            conf,
+            exact: true,
+        });
+    }
+    plans
 }
 
 /// An MBR disk's size, which its table does not give: the capacity of a snapshot delta header in
@@ -258,16 +387,38 @@ fn assemble(v: &Vol, orphans: &[Orphan], wins: &BTreeMap<u64, usize>, window: u6
     Arc::new(Concat::new(format!("disk-at-{head:#x}"), pieces, len))
 }
 
-/// Every orphaned leaf pointer block of the volume, and how many freed ones name reused blocks.
-fn orphans(v: &Vol) -> (Vec<Orphan>, usize) {
+/// Where a resource lives: its file, cluster and number.
+type ResAt = (ResKind, u64, u64);
+
+/// A double-indirect pointer block whose file is gone: window number → the orphaned leaf
+/// pointer block that maps it.
+struct Upper {
+    at: ResAt,
+    children: Vec<(u64, usize)>,
+}
+
+/// Every orphaned leaf pointer block of the volume, how many freed ones name reused blocks, and
+/// the double-indirect blocks whose every entry names one of those orphans.
+fn orphans(v: &Vol) -> (Vec<Orphan>, usize, Vec<Upper>) {
     let fs = &v.fs;
     let geo = &fs.geo;
     let w = geo.ptr_width;
     let rec_len = geo.pb_entries as usize * w;
     // VMFS6 keeps pointer blocks in sub-blocks (and, on some volumes, in .pbc.sf).
-    let kinds: &[ResKind] = if geo.v6 { &[ResKind::Sb, ResKind::Pb] } else { &[ResKind::Pb] };
+    let kinds: &[ResKind] =
+        if geo.v6 { &[ResKind::Sb, ResKind::Pb, ResKind::Pb2] } else { &[ResKind::Pb, ResKind::Pb2] };
     let mut out = Vec::new();
     let mut reused = 0;
+    let mut pointing: Vec<(ResAt, Vec<(u64, ResAt)>)> = Vec::new();
+    // Pointer blocks the system files map themselves through (VMFS6 .sbc.sf through .pb2.sf):
+    // theirs, not a deleted file's, whatever the blocks they name look like.
+    let system: std::collections::HashSet<ResAt> = (0..16)
+        .filter_map(|r| fs.read_fd(crate::vmfs::address::make_fd(0, r)).ok())
+        .filter(|fd| fd.meta.kind == crate::vmfs::FdType::SysFile)
+        .flat_map(|fd| {
+            fd.pointers(geo).into_iter().filter_map(|p| (p != 0).then(|| fs.pointer_block_location(p)).flatten())
+        })
+        .collect();
     for &kind in kinds {
         let Ok(res) = fs.resource_file(kind) else { continue };
         if res.meta.resource_size as usize != rec_len || rec_len == 0 {
@@ -277,18 +428,47 @@ fn orphans(v: &Vol) -> (Vec<Orphan>, usize) {
         for c in 0..clusters.min(MAX_CLUSTERS) {
             let Ok(bytes) = fs.cluster_resources(kind, c) else { continue };
             for (r, rec) in bytes.chunks_exact(rec_len).enumerate() {
-                if rec.iter().all(|&b| b == 0) {
+                if rec.iter().all(|&b| b == 0) || system.contains(&(kind, c, r as u64)) {
                     continue;
                 }
                 match leaf_block(v, rec, w) {
                     Shape::Orphan(leaves, bs) => out.push(Orphan { at: (kind, c, r as u64), leaves, bs }),
                     Shape::Reused => reused += 1,
+                    Shape::Upper(children) => pointing.push(((kind, c, r as u64), children)),
                     Shape::Not => {}
                 }
             }
         }
     }
-    (out, reused)
+    let index: std::collections::HashMap<ResAt, usize> = out.iter().enumerate().map(|(i, o)| (o.at, i)).collect();
+    let uppers = pointing
+        .into_iter()
+        .filter_map(|(at, children)| {
+            let children: Option<Vec<(u64, usize)>> =
+                children.iter().map(|(i, loc)| index.get(loc).map(|&o| (*i, o))).collect();
+            let children = children?;
+            // Each leaf once, all of one block size.
+            let mut leaves: Vec<usize> = children.iter().map(|c| c.1).collect();
+            leaves.sort_unstable();
+            leaves.dedup();
+            let same_bs = children.iter().all(|c| out[c.1].bs == out[children[0].1].bs);
+            (leaves.len() == children.len() && same_bs).then_some(Upper { at, children })
+        })
+        .collect();
+    (out, reused, uppers)
+}
+
+/// The entries of a record whose every non-zero entry is a pointer-block address.
+fn upper_block(v: &Vol, rec: &[u8], w: usize) -> Option<Vec<(u64, ResAt)>> {
+    let mut out = Vec::new();
+    for (i, e) in rec.chunks_exact(w).enumerate() {
+        let raw = if w == 8 { u64_at(e, 0).unwrap_or(0) } else { u32_at(e, 0).map_or(0, u64::from) };
+        if raw == 0 {
+            continue;
+        }
+        out.push((i as u64, v.fs.pointer_block_location(raw)?));
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 enum Shape {
@@ -296,11 +476,17 @@ enum Shape {
     Orphan(Vec<(u64, Option<u64>)>, u64),
     /// A leaf pointer block whose data blocks are partly in use: freed, then reallocated.
     Reused,
+    /// Every entry names a pointer block: a double-indirect block (its entries are checked
+    /// against the orphaned leaves later).
+    Upper(Vec<(u64, ResAt)>),
     /// Not an orphaned pointer block (another record, or one a surviving file still uses).
     Not,
 }
 
 fn leaf_block(v: &Vol, rec: &[u8], w: usize) -> Shape {
+    if let Some(children) = upper_block(v, rec, w) {
+        return Shape::Upper(children);
+    }
     let vol_len = v.fs.vol.len();
     let mut leaves = Vec::new();
     let mut bs = 0;
