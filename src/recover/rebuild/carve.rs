@@ -221,6 +221,8 @@ pub(super) struct Found {
     pub(super) carved_name: (String, String),
     pub(super) method: String,
     pub(super) confidence: Confidence,
+    /// Volume offsets of the snapshot delta headers whose capacity gave its size.
+    pub(super) sized_by: Vec<u64>,
 }
 
 impl Found {
@@ -282,6 +284,7 @@ fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
     let found_disks: Vec<Found> = found_disks.into_iter().filter(|d| !out.iter().any(|f| f.covers(d.off))).collect();
     out.extend(found_disks);
     out.extend(cowd(v, &deleted, &out));
+    tie_to_delta_folders(&mut out, &deleted, v);
     // One finding per item: two claims on one deleted file mean neither is sure.
     let mut claims: HashMap<usize, usize> = HashMap::new();
     for f in &out {
@@ -373,6 +376,7 @@ fn texts(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
             carved_name: (kind.to_string(), ext.to_string()),
             method: format!("{kind} text found in free space at volume offset {off:#x}, up to its first NUL"),
             confidence: Confidence::Medium,
+            sized_by: Vec::new(),
         });
     }
     out
@@ -523,10 +527,10 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> Vec<Found> {
         })
         .map(|(o, _)| *o)
         .collect();
-    let capacities: Vec<u64> = v
+    let capacities: Vec<(u64, u64)> = v
         .found
         .iter()
-        .filter_map(|(_, w)| if let What::SparseHeader { capacity, .. } = w { Some(*capacity) } else { None })
+        .filter_map(|(o, w)| if let What::SparseHeader { capacity, .. } = w { Some((*capacity, *o)) } else { None })
         .collect();
     let mut out: Vec<Found> = Vec::new();
     for (off, what) in &v.found {
@@ -541,6 +545,7 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> Vec<Found> {
         let free_end = v.free_end(*off);
         let next = starts.iter().copied().filter(|s| s > off).min().unwrap_or(vol_len);
         let run = free_end.min(next) - off;
+        let mut sized_by = Vec::new();
         let (len, mut how, mut conf) = if fs == "gpt" {
             if !gpt_backup_ok(v, *off, *size) {
                 continue;
@@ -548,16 +553,20 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> Vec<Found> {
             (*size, "size from the GPT backup header".to_string(), Confidence::Medium)
         } else {
             let least = size.div_ceil(MIB).saturating_mul(MIB);
-            let mut caps: Vec<u64> = capacities.iter().copied().filter(|c| *c >= least && *c <= run).collect();
-            caps.sort_unstable();
-            caps.dedup();
-            match caps.as_slice() {
-                [c] => (
-                    *c,
-                    "size from the capacity of a snapshot delta header in free space, above the last partition's end and within the free run".to_string(),
+            match delta_capacity(&capacities, least, run) {
+                Some((c, by)) => {
+                    sized_by = by;
+                    (
+                        c,
+                        "size from the capacity of a snapshot delta header in free space, above the last partition's end and within the free run".to_string(),
+                        Confidence::Low,
+                    )
+                }
+                None => (
+                    least,
+                    "size from the end of the last MBR partition, rounded up to 1 MiB".to_string(),
                     Confidence::Low,
                 ),
-                _ => (least, "size from the end of the last MBR partition, rounded up to 1 MiB".to_string(), Confidence::Low),
             }
         };
         // A descriptor in free space naming a deleted flat file of a size that fits wins.
@@ -567,6 +576,7 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> Vec<Found> {
         if let Some(n) = by_descriptor(descs, deleted, |d| if fs == "gpt" { d == len } else { d >= len && d <= room }) {
             (len, how, target) = n;
             conf = Confidence::Medium;
+            sized_by.clear();
         }
         if len == 0 || len > vol_len || !v.is_free(&(*off..off.saturating_add(len))) {
             continue;
@@ -580,6 +590,7 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> Vec<Found> {
             carved_name: ("disk".into(), ".vmdk-flat".into()),
             method: format!("contiguous run from the guest {} at volume offset {off:#x}; {how}", fs.to_uppercase()),
             confidence: conf,
+            sized_by,
         });
     }
     // With no name to go by, one unmatched disk and one deleted flat file are each other's.
@@ -591,6 +602,57 @@ fn disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> Vec<Found> {
         out[*i].method.push_str("; the only deleted flat disk of the volume without content");
     }
     out
+}
+
+/// The one capacity among snapshot delta headers (capacity, header offset) between `least` and
+/// `most`, and the headers that give it.
+pub(super) fn delta_capacity(caps: &[(u64, u64)], least: u64, most: u64) -> Option<(u64, Vec<u64>)> {
+    let fit: Vec<&(u64, u64)> = caps.iter().filter(|(c, _)| *c >= least && *c <= most).collect();
+    let first = fit.first()?.0;
+    fit.iter().all(|(c, _)| *c == first).then(|| (first, fit.iter().map(|(_, o)| *o).collect()))
+}
+
+/// A disk sized by a snapshot delta's capacity belongs to the folder that delta was found for:
+/// when that folder has one deleted flat file left, it is that file's. Then, as anywhere, one
+/// disk left without a file and one deleted flat file left without content are each other's.
+fn tie_to_delta_folders(out: &mut [Found], deleted: &[Deleted], v: &Vol) {
+    let taken = |out: &[Found], d: &Deleted| out.iter().any(|f| f.target == Some(d.idx));
+    for i in 0..out.len() {
+        if out[i].target.is_some() || out[i].sized_by.is_empty() {
+            continue;
+        }
+        let mut folders: Vec<&str> = out[i]
+            .sized_by
+            .iter()
+            .filter_map(|h| out.iter().find(|f| f.off == *h).and_then(|f| f.target))
+            .filter_map(|t| deleted.iter().find(|d| d.idx == t).and_then(|d| d.folder.as_deref()))
+            .collect();
+        folders.sort_unstable();
+        folders.dedup();
+        let [folder] = folders.as_slice() else { continue };
+        let flats: Vec<&Deleted> = deleted
+            .iter()
+            .filter(|d| d.folder.as_deref() == Some(*folder) && d.name.is_some() && is_flat_candidate(d))
+            .filter(|d| !taken(out, d))
+            .collect();
+        if let [d] = flats.as_slice() {
+            out[i].target = Some(d.idx);
+            out[i].method.push_str(&format!(
+                "; the delta giving its size is folder {folder}'s, whose only deleted flat disk it is"
+            ));
+        }
+    }
+    let disks: Vec<usize> =
+        (0..out.len()).filter(|&i| out[i].target.is_none() && out[i].carved_name.0 == "disk").collect();
+    let flats: Vec<&Deleted> = deleted.iter().filter(|d| is_flat_candidate(d) && !taken(out, d)).collect();
+    if let ([i], [d]) = (disks.as_slice(), flats.as_slice()) {
+        // Past what an FD's own pointers reach, a file was addressed through pointer blocks.
+        let direct = (v.fs.geo.ptrs_count as u64).saturating_mul(d.block_size);
+        if out[*i].len <= direct || d.zla.is_none_or(|z| z != Zla::FileBlock) {
+            out[*i].target = Some(d.idx);
+            out[*i].method.push_str("; the only deleted flat disk of the volume left without content");
+        }
+    }
 }
 
 /// The one descriptor extent in free space whose size `fits`: that size, how it was found, and
@@ -653,6 +715,7 @@ fn cowd(v: &Vol, deleted: &[Deleted], taken: &[Found]) -> Vec<Found> {
                 if one_block { "" } else { "; assumed contiguous over several blocks" }
             ),
             confidence: if one_block { Confidence::Medium } else { Confidence::Low },
+            sized_by: Vec::new(),
         });
     }
     out

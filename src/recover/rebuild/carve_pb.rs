@@ -12,7 +12,7 @@
 //! the report as not assembled.
 
 use super::Confidence;
-use super::carve::{Deleted, ExtentSize, Found, Vol, by_descriptor};
+use super::carve::{Deleted, ExtentSize, Found, Vol, by_descriptor, delta_capacity};
 use crate::block::{Concat, Piece, Source, SparseMem, read_vec};
 use crate::le::{u32_at, u64_at};
 use crate::recover::finding::What;
@@ -77,8 +77,8 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
         }
         let window = geo.pb_entries.saturating_mul(h.bs);
         let reach = (geo.ptrs_count as u64).saturating_mul(window);
-        let (mut len, mut how, mut conf) = if fs == "gpt" {
-            (*size, "size from the GPT header".to_string(), Confidence::Medium)
+        let (mut len, mut how, mut conf, mut sized_by) = if fs == "gpt" {
+            (*size, "size from the GPT header".to_string(), Confidence::Medium, Vec::new())
         } else {
             mbr_size(v, h, *size, window)
         };
@@ -87,12 +87,14 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
         if let Some(n) = by_descriptor(descs, deleted, |d| if fs == "gpt" { d == len } else { d >= len && d <= most }) {
             (len, how, target) = n;
             conf = Confidence::Medium;
+            sized_by.clear();
         }
         if len == 0 || len > reach {
             continue;
         }
         claimed[hi] = true;
-        plans.push(Plan { head: hi, len, window, wins: BTreeMap::from([(0, hi)]), how, target, conf, exact: false });
+        let wins = BTreeMap::from([(0, hi)]);
+        plans.push(Plan { head: hi, len, window, wins, how, target, conf, exact: false, sized_by });
     }
     // The last window: the one pointer block whose entry for the disk's last sector names a
     // block holding the GPT backup header for exactly this size.
@@ -175,6 +177,7 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
                 used.join(", ")
             ),
             confidence: conf,
+            sized_by: p.sized_by,
         });
     }
     // With no name to go by, one disk and one deleted file that was addressed through pointer
@@ -214,6 +217,8 @@ struct Plan {
     conf: Confidence,
     /// Every window is placed (by a double-indirect block): no window is left to guess.
     exact: bool,
+    /// Delta headers whose capacity gave the size.
+    sized_by: Vec<u64>,
 }
 
 /// The first data block a pointer block names.
@@ -325,6 +330,7 @@ fn double_indirect(
             target,
             conf,
             exact: true,
+            sized_by: Vec::new(),
         });
     }
     plans
@@ -333,24 +339,22 @@ fn double_indirect(
 /// An MBR disk's size, which its table does not give: the capacity of a snapshot delta header in
 /// free space that fits, else the end of the last block the first window allocates (exact for a
 /// thick disk), else the end of the last partition rounded up to 1 MiB.
-fn mbr_size(v: &Vol, head: &Orphan, part_end: u64, window: u64) -> (u64, String, Confidence) {
+/// Also gives the delta headers whose capacity it is.
+fn mbr_size(v: &Vol, head: &Orphan, part_end: u64, window: u64) -> (u64, String, Confidence, Vec<u64>) {
     let least = part_end.div_ceil(MIB).saturating_mul(MIB);
-    let mut caps: Vec<u64> = v
+    let caps: Vec<(u64, u64)> = v
         .found
         .iter()
-        .filter_map(|(_, w)| if let What::SparseHeader { capacity, .. } = w { Some(*capacity) } else { None })
-        .filter(|c| *c >= least && *c <= least.saturating_add(window))
+        .filter_map(|(o, w)| if let What::SparseHeader { capacity, .. } = w { Some((*capacity, *o)) } else { None })
         .collect();
-    caps.sort_unstable();
-    caps.dedup();
-    if let [c] = caps.as_slice() {
-        return (*c, "size from the capacity of a snapshot delta header in free space".into(), Confidence::Low);
+    if let Some((c, by)) = delta_capacity(&caps, least, least.saturating_add(window)) {
+        return (c, "size from the capacity of a snapshot delta header in free space".into(), Confidence::Low, by);
     }
     let allocated = head.leaves.last().map_or(0, |l| (l.0 + 1).saturating_mul(head.bs));
     if allocated >= least && allocated < window {
-        return (allocated, "size from the last block its pointer block allocates".into(), Confidence::Low);
+        return (allocated, "size from the last block its pointer block allocates".into(), Confidence::Low, Vec::new());
     }
-    (least, "size from the end of the last MBR partition, rounded up to 1 MiB".into(), Confidence::Low)
+    (least, "size from the end of the last MBR partition, rounded up to 1 MiB".into(), Confidence::Low, Vec::new())
 }
 
 /// The disk's bytes: each window's data blocks from the volume, everything else zeros.

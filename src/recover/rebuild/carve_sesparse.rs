@@ -331,6 +331,7 @@ pub(super) fn sesparse(v: &Vol, deleted: &[Deleted]) -> (Vec<Found>, Vec<String>
                 if target.is_some() { "; the only deleted SEsparse delta of the volume" } else { "" }
             ),
             confidence: Confidence::Medium,
+            sized_by: Vec::new(),
         });
     }
     (out, why)

@@ -64,6 +64,7 @@ pub(super) fn logs(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
             carved_name: ("vmware".into(), ".log".into()),
             method: format!("vmware.log text found in free space at volume offset {off:#x}, up to its first NUL"),
             confidence: Confidence::Medium,
+            sized_by: Vec::new(),
         })
         .collect();
     let mut folders: Vec<&str> = deleted.iter().filter_map(|d| d.folder.as_deref()).collect();
@@ -174,6 +175,7 @@ pub(super) fn nvram(v: &Vol, deleted: &[Deleted]) -> Vec<Found> {
                 if target.is_some() { "; the only deleted .nvram of the volume" } else { "" }
             ),
             confidence: Confidence::Low,
+            sized_by: Vec::new(),
         });
     }
     // Two .nvram texts for one deleted .nvram: neither is sure (the claims check drops both).
