@@ -219,13 +219,18 @@ fn check(scenario: &str, version: u32, big: bool, outs: &[&str]) {
         assert!(back["method"].as_str().unwrap().contains("double-indirect"), "{ctx}: {back}");
         assert_eq!(back["size"].as_u64(), Some(huge.size), "{ctx}: {back}");
     }
-    // Full size: db01's deleted MBR disk is sized by its deleted delta's capacity, and that
-    // delta's folder names it.
-    if scenario == "deleted" && big {
-        let flat = files.iter().find(|f| f.path == "/db01/db01-flat.vmdk").unwrap();
-        let back = written.iter().find(|w| w["path"].as_str().unwrap().ends_with("/db01/db01-flat.vmdk"));
-        let back = back.unwrap_or_else(|| panic!("{ctx}: db01-flat not back under its name: {items:?}"));
-        assert_eq!(back["sha256"].as_str(), flat.sha256.as_deref(), "{ctx}: {back}");
+    // Every deleted disk comes back under its name: db01's sized by its deleted delta's
+    // capacity (full size: the delta's folder names it), win01's (its entry removed, its
+    // descriptor gone) named after what the surviving .vmx refers to.
+    if scenario == "deleted" {
+        let disks: &[&str] =
+            if big { &["/db01/db01-flat.vmdk", "/win01/win01-flat.vmdk"] } else { &["/win01/win01-flat.vmdk"] };
+        for path in disks {
+            let flat = files.iter().find(|f| f.path == *path).unwrap();
+            let back = written.iter().find(|w| w["path"].as_str().unwrap().ends_with(path));
+            let back = back.unwrap_or_else(|| panic!("{ctx}: {path} not back under its name: {items:?}"));
+            assert_eq!(back["sha256"].as_str(), flat.sha256.as_deref(), "{ctx}: {back}");
+        }
     }
     // A flat removed with rm: its directory entry is gone, its descriptor names it.
     if scenario == "deleted-flat" {
@@ -424,9 +429,10 @@ fn ls_cat_and_extract_browse_the_scan() {
     let deleted: Vec<&str> =
         listed.iter().filter(|v| v["state"] == "deleted").filter_map(|v| v["path"].as_str()).collect();
     assert!(deleted.iter().any(|p| p.ends_with("/db01/db01.vmx")), "{deleted:?}");
-    // win01's flat lost its name with its directory entry; its content is found all the same.
-    let unnamed = |v: &&Value| v["path"].as_str().is_some_and(|p| p.contains("/fd-0x"));
-    assert!(listed.iter().filter(unnamed).any(|v| v["state"] == "deleted" && v["recoverable"] == true), "{listed:?}");
+    // win01's flat lost its name with its directory entry: its content is found, and the name
+    // the surviving .vmx implies is given back.
+    let flat = |v: &&Value| v["path"].as_str().is_some_and(|p| p.ends_with("/win01/win01-flat.vmdk"));
+    assert!(listed.iter().filter(flat).any(|v| v["state"] == "deleted" && v["recoverable"] == true), "{listed:?}");
     let vmx = truth.file("/web01/web01.vmx").unwrap();
     let text = run(&["cat", "--path", "/web01/web01.vmx"]);
     assert_eq!(crate::util::hex(&<sha2::Sha256 as sha2::Digest>::digest(&text)), vmx.sha256.clone().unwrap());

@@ -325,6 +325,7 @@ fn carve_volume(cat: &mut Catalog, v: &Vol, labels: &[String]) {
         }
     }
     name_by_missing_extents(cat, v, &missing, first_carved);
+    name_by_vmx(cat, v, labels, first_carved);
     // Deleted files left without content: say why, and where a carved copy may be.
     for d in &deleted {
         let it = &mut cat.items[d.idx];
@@ -502,6 +503,63 @@ fn name_by_missing_extents(cat: &mut Catalog, v: &Vol, missing: &[(ExtentSize, S
         it.method = format!("{method}; named {path} by {which}, the only disk of its size it lacks");
         it.confidence = it.confidence.min(Confidence::Medium);
     }
+}
+
+/// The one disk still without a name takes the one a surviving .vmx implies: the .vmx names a
+/// descriptor its folder no longer holds, and that descriptor's flat extent is
+/// "<stem>-flat.vmdk". Only when one such name is wanted and one such disk is left.
+fn name_by_vmx(cat: &mut Catalog, v: &Vol, labels: &[String], from: usize) {
+    let here = |i: &Item| matches!(i.state, State::Live | State::Orphaned) && labels.contains(&i.volume);
+    let present: std::collections::HashSet<String> =
+        cat.items.iter().filter(|i| here(i) || i.content.is_some()).filter_map(|i| i.original.clone()).collect();
+    let mut wanted: Vec<(String, String, String)> = Vec::new();
+    for it in cat.items.iter().filter(|i| here(i)) {
+        let Some(o) = it.original.as_deref().filter(|o| o.ends_with(".vmx") && it.size <= TEXT_CAP) else { continue };
+        let (Some((dir, _)), Some(c)) = (o.rsplit_once('/'), &it.content) else { continue };
+        let Ok(text) = read_vec(c.as_ref(), 0, it.size as usize) else { continue };
+        for (k, val) in parse_dict(&String::from_utf8_lossy(&text)) {
+            let Some(stem) = val.strip_suffix(".vmdk") else { continue };
+            // A snapshot link ("vm-000001.vmdk") names a delta; its base's name is not here.
+            let snapshot =
+                stem.rsplit_once('-').is_some_and(|(_, n)| n.len() == 6 && n.bytes().all(|b| b.is_ascii_digit()));
+            if !k.to_ascii_lowercase().ends_with(".filename") || val.contains('/') || snapshot {
+                continue;
+            }
+            let flat = format!("{dir}/{stem}-flat.vmdk");
+            if !present.contains(&format!("{dir}/{val}")) && !present.contains(&flat) {
+                wanted.push((dir.to_string(), flat, o.to_string()));
+            }
+        }
+    }
+    wanted.sort();
+    wanted.dedup();
+    let [(dir, flat, vmx)] = wanted.as_slice() else { return };
+    let fits: Vec<usize> = (0..cat.items.len())
+        .filter(|&i| {
+            let it = &cat.items[i];
+            let made_up = it.path.last().is_some_and(|n| n.starts_with("fd-0x"))
+                && it.original.as_deref().is_none_or(|o| o.rsplit_once('/').is_some_and(|(d, _)| d == dir));
+            let unnamed = (it.state == State::Deleted && made_up) || (it.state == State::Carved && i >= from);
+            // A disk: its first sector holds a partition table.
+            let disk = it
+                .content
+                .as_ref()
+                .is_some_and(|c| read_vec(c.as_ref(), 0, 512).is_ok_and(|b| b[510..] == [0x55, 0xAA]));
+            unnamed && it.volume == v.label && disk
+        })
+        .collect();
+    let [i] = fits.as_slice() else { return };
+    let it = &mut cat.items[*i];
+    let mut p = vec!["volumes".to_string(), v.label.clone()];
+    p.extend(flat.trim_start_matches('/').split('/').map(String::from));
+    it.path = p;
+    it.original = Some(flat.clone());
+    it.state = State::Deleted;
+    let method = it.method.replacen("names partly made up (see path)", "its directory entry removed", 1);
+    it.method = format!(
+        "{method}; named {flat} after {vmx}, which names a disk its folder lacks (the only disk left without a name)"
+    );
+    it.confidence = Confidence::Low;
 }
 
 // ---- flat disks -------------------------------------------------------------------------
