@@ -479,30 +479,38 @@ fn name_by_missing_extents(cat: &mut Catalog, v: &Vol, missing: &[(ExtentSize, S
             continue;
         }
         let fits: Vec<usize> = (0..cat.items.len())
-            .filter(|&i| {
-                let it = &cat.items[i];
-                // A made-up name ("fd-0x.."), in no folder or in this one (VMFS6 FDs name
-                // their parent).
-                let made_up = it.path.last().is_some_and(|n| n.starts_with("fd-0x"))
-                    && it.original.as_deref().is_none_or(|o| o.rsplit_once('/').is_some_and(|(d, _)| d == dir));
-                let unnamed = (it.state == State::Deleted && made_up) || (it.state == State::Carved && i >= from);
-                unnamed && it.volume == v.label && it.content.is_some() && it.size == *len
-            })
+            .filter(|&i| unnamed(&cat.items[i], i >= from, dir, &v.label) && cat.items[i].size == *len)
             .collect();
         let [i] = fits.as_slice() else { continue };
         if missing.iter().filter(|((_, l, _), _)| l == len).count() != 1 {
             continue;
         }
+        let why = format!("by {which}, the only disk of its size it lacks");
         let it = &mut cat.items[*i];
-        let mut p = vec!["volumes".to_string(), v.label.clone()];
-        p.extend(path.trim_start_matches('/').split('/').map(String::from));
-        it.path = p;
-        it.original = Some(path.clone());
-        it.state = State::Deleted;
-        let method = it.method.replacen("names partly made up (see path)", "its directory entry removed", 1);
-        it.method = format!("{method}; named {path} by {which}, the only disk of its size it lacks");
-        it.confidence = it.confidence.min(Confidence::Medium);
+        let confidence = it.confidence.min(Confidence::Medium);
+        give_name(it, &v.label, &path, &why, confidence);
     }
+}
+
+/// Whether `it` has content but a made-up name ("fd-0x..", in no folder or in `dir`: VMFS6 FDs
+/// name their parent), or is a carved item of this pass (`carved_now`).
+fn unnamed(it: &Item, carved_now: bool, dir: &str, label: &str) -> bool {
+    let made_up = it.path.last().is_some_and(|n| n.starts_with("fd-0x"))
+        && it.original.as_deref().is_none_or(|o| o.rsplit_once('/').is_some_and(|(d, _)| d == dir));
+    let unnamed = (it.state == State::Deleted && made_up) || (it.state == State::Carved && carved_now);
+    unnamed && it.volume == label && it.content.is_some()
+}
+
+/// Put `it` at datastore path `path` ("/vm/vm-flat.vmdk"), a deleted file named `why`.
+fn give_name(it: &mut Item, label: &str, path: &str, why: &str, confidence: Confidence) {
+    let mut p = vec!["volumes".to_string(), label.to_string()];
+    p.extend(path.trim_start_matches('/').split('/').map(String::from));
+    it.path = p;
+    it.original = Some(path.to_string());
+    it.state = State::Deleted;
+    let method = it.method.replacen("names partly made up (see path)", "its directory entry removed", 1);
+    it.method = format!("{method}; named {path} {why}");
+    it.confidence = confidence;
 }
 
 /// The one disk still without a name takes the one a surviving .vmx implies: the .vmx names a
@@ -534,32 +542,16 @@ fn name_by_vmx(cat: &mut Catalog, v: &Vol, labels: &[String], from: usize) {
     wanted.sort();
     wanted.dedup();
     let [(dir, flat, vmx)] = wanted.as_slice() else { return };
+    // A disk: its first sector holds a partition table.
+    let disk = |it: &Item| {
+        it.content.as_ref().is_some_and(|c| read_vec(c.as_ref(), 0, 512).is_ok_and(|b| b[510..] == [0x55, 0xAA]))
+    };
     let fits: Vec<usize> = (0..cat.items.len())
-        .filter(|&i| {
-            let it = &cat.items[i];
-            let made_up = it.path.last().is_some_and(|n| n.starts_with("fd-0x"))
-                && it.original.as_deref().is_none_or(|o| o.rsplit_once('/').is_some_and(|(d, _)| d == dir));
-            let unnamed = (it.state == State::Deleted && made_up) || (it.state == State::Carved && i >= from);
-            // A disk: its first sector holds a partition table.
-            let disk = it
-                .content
-                .as_ref()
-                .is_some_and(|c| read_vec(c.as_ref(), 0, 512).is_ok_and(|b| b[510..] == [0x55, 0xAA]));
-            unnamed && it.volume == v.label && disk
-        })
+        .filter(|&i| unnamed(&cat.items[i], i >= from, dir, &v.label) && disk(&cat.items[i]))
         .collect();
     let [i] = fits.as_slice() else { return };
-    let it = &mut cat.items[*i];
-    let mut p = vec!["volumes".to_string(), v.label.clone()];
-    p.extend(flat.trim_start_matches('/').split('/').map(String::from));
-    it.path = p;
-    it.original = Some(flat.clone());
-    it.state = State::Deleted;
-    let method = it.method.replacen("names partly made up (see path)", "its directory entry removed", 1);
-    it.method = format!(
-        "{method}; named {flat} after {vmx}, which names a disk its folder lacks (the only disk left without a name)"
-    );
-    it.confidence = Confidence::Low;
+    let why = format!("after {vmx}, which names a disk its folder lacks (the only disk left without a name)");
+    give_name(&mut cat.items[*i], &v.label, flat, &why, Confidence::Low);
 }
 
 // ---- flat disks -------------------------------------------------------------------------
