@@ -4,6 +4,7 @@
 //! saw; what has no name gets one made from what it contains, and says so.
 
 mod carve;
+mod carve_names;
 mod carve_pb;
 mod carve_sesparse;
 mod carve_text;
