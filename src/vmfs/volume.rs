@@ -48,7 +48,8 @@ pub enum ResKind {
 }
 
 impl ResKind {
-    fn file_name(self) -> &'static str {
+    /// The system file holding resources of this kind.
+    pub fn file_name(self) -> &'static str {
         match self {
             Self::Fd => ".fdc.sf",
             Self::Sb => ".sbc.sf",

@@ -436,13 +436,19 @@ fn descriptor_sizes(v: &Vol) -> Vec<ExtentSize> {
         let What::VmdkDescriptor { .. } = what else { continue };
         let Some(text) = read_text(v, *off) else { continue };
         let Ok(d) = Descriptor::parse("carved", &text) else { continue };
-        for e in d.extents.iter().filter(|e| e.kind == "VMFS" || e.kind == "FLAT") {
-            if let (Some(f), Some(len)) = (&e.file, e.sectors.checked_mul(512)) {
-                out.push((f.clone(), len, format!("the deleted descriptor at volume offset {off:#x}")));
-            }
+        for (f, len) in flat_extents(&d) {
+            out.push((f, len, format!("the deleted descriptor at volume offset {off:#x}")));
         }
     }
     out
+}
+
+/// The flat extents a descriptor names: file name and bytes.
+pub(super) fn flat_extents(d: &Descriptor) -> impl Iterator<Item = (String, u64)> + '_ {
+    d.extents
+        .iter()
+        .filter(|e| e.kind == "VMFS" || e.kind == "FLAT")
+        .filter_map(|e| Some((e.file.clone()?, e.sectors.checked_mul(512)?)))
 }
 
 // ---- flat disks -------------------------------------------------------------------------

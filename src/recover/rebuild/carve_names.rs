@@ -2,32 +2,50 @@
 //! folder lacks, a surviving .vmx that names a descriptor its folder lacks, and the folder of
 //! the snapshot delta whose capacity sized a disk. Each applies only when it leaves one choice.
 
-use super::carve::{Deleted, ExtentSize, Found, TEXT_CAP, Vol, is_flat_candidate};
+use super::carve::{Deleted, ExtentSize, Found, TEXT_CAP, Vol, flat_extents, is_flat_candidate};
 use super::{Catalog, Confidence, Item, State};
 use crate::block::read_vec;
 use crate::vdisk::descriptor::Descriptor;
 use crate::vdisk::snapshot::parse_dict;
 use crate::vmfs::ondisk::Zla;
+use std::collections::HashSet;
+
+/// The text of every surviving file of these volumes whose name ends with `ext` (small enough
+/// to be text): its datastore path and bytes.
+fn live_texts(cat: &Catalog, labels: &[String], ext: &str) -> Vec<(String, Vec<u8>)> {
+    cat.items
+        .iter()
+        .filter(|i| matches!(i.state, State::Live | State::Orphaned) && labels.contains(&i.volume))
+        .filter(|i| i.size <= TEXT_CAP)
+        .filter_map(|i| {
+            let o = i.original.as_deref().filter(|o| o.ends_with(ext))?;
+            Some((o.to_string(), read_vec(i.content.as_ref()?.as_ref(), 0, i.size as usize).ok()?))
+        })
+        .collect()
+}
+
+/// Datastore paths of the surviving files of these volumes, and (`with_content`) of everything
+/// that has content.
+fn present<'a>(cat: &'a Catalog, labels: &[String], with_content: bool) -> HashSet<&'a str> {
+    let here = |i: &&Item| matches!(i.state, State::Live | State::Orphaned) && labels.contains(&i.volume);
+    let keep = |i: &&Item| here(i) || (with_content && i.content.is_some());
+    cat.items.iter().filter(keep).filter_map(|i| i.original.as_deref()).collect()
+}
 
 /// Extents that surviving descriptors name but their folders no longer hold (a flat removed
 /// with `rm`, its descriptor left): the extent, and the folder ("/win01").
 pub(super) fn missing_extents(cat: &Catalog, labels: &[String]) -> Vec<(ExtentSize, String)> {
-    let here = |i: &&Item| matches!(i.state, State::Live | State::Orphaned) && labels.contains(&i.volume);
-    let present: std::collections::HashSet<&str> =
-        cat.items.iter().filter(here).filter_map(|i| i.original.as_deref()).collect();
+    let present = present(cat, labels, false);
     let mut out: Vec<(ExtentSize, String)> = Vec::new();
-    for it in cat.items.iter().filter(here) {
-        let Some(o) = it.original.as_deref().filter(|o| o.ends_with(".vmdk") && it.size <= TEXT_CAP) else { continue };
-        let (Some((dir, _)), Some(c)) = (o.rsplit_once('/'), &it.content) else { continue };
-        let Ok(text) = read_vec(c.as_ref(), 0, it.size as usize) else { continue };
-        let Ok(desc) = Descriptor::parse(o, &text) else { continue };
-        for e in desc.extents.iter().filter(|e| e.kind == "VMFS" || e.kind == "FLAT") {
-            let (Some(f), Some(len)) = (&e.file, e.sectors.checked_mul(512)) else { continue };
+    for (o, text) in live_texts(cat, labels, ".vmdk") {
+        let Some((dir, _)) = o.rsplit_once('/') else { continue };
+        let Ok(desc) = Descriptor::parse(&o, &text) else { continue };
+        for (f, len) in flat_extents(&desc) {
             if f.contains('/') || present.contains(format!("{dir}/{f}").as_str()) {
                 continue;
             }
-            if !out.iter().any(|((n, l, _), d)| n == f && *l == len && d == dir) {
-                out.push(((f.clone(), len, format!("the surviving descriptor {o}")), dir.to_string()));
+            if !out.iter().any(|((n, l, _), d)| *n == f && *l == len && d == dir) {
+                out.push(((f, len, format!("the surviving descriptor {o}")), dir.to_string()));
             }
         }
     }
@@ -81,14 +99,10 @@ fn give_name(it: &mut Item, label: &str, path: &str, why: &str, confidence: Conf
 /// descriptor its folder no longer holds, and that descriptor's flat extent is
 /// "<stem>-flat.vmdk". Only when one such name is wanted and one such disk is left.
 pub(super) fn name_by_vmx(cat: &mut Catalog, v: &Vol, labels: &[String], from: usize) {
-    let here = |i: &Item| matches!(i.state, State::Live | State::Orphaned) && labels.contains(&i.volume);
-    let present: std::collections::HashSet<String> =
-        cat.items.iter().filter(|i| here(i) || i.content.is_some()).filter_map(|i| i.original.clone()).collect();
     let mut wanted: Vec<(String, String, String)> = Vec::new();
-    for it in cat.items.iter().filter(|i| here(i)) {
-        let Some(o) = it.original.as_deref().filter(|o| o.ends_with(".vmx") && it.size <= TEXT_CAP) else { continue };
-        let (Some((dir, _)), Some(c)) = (o.rsplit_once('/'), &it.content) else { continue };
-        let Ok(text) = read_vec(c.as_ref(), 0, it.size as usize) else { continue };
+    let present = present(cat, labels, true);
+    for (o, text) in live_texts(cat, labels, ".vmx") {
+        let Some((dir, _)) = o.rsplit_once('/') else { continue };
         for (k, val) in parse_dict(&String::from_utf8_lossy(&text)) {
             let Some(stem) = val.strip_suffix(".vmdk") else { continue };
             // A snapshot link ("vm-000001.vmdk") names a delta; its base's name is not here.
@@ -98,8 +112,8 @@ pub(super) fn name_by_vmx(cat: &mut Catalog, v: &Vol, labels: &[String], from: u
                 continue;
             }
             let flat = format!("{dir}/{stem}-flat.vmdk");
-            if !present.contains(&format!("{dir}/{val}")) && !present.contains(&flat) {
-                wanted.push((dir.to_string(), flat, o.to_string()));
+            if !present.contains(format!("{dir}/{val}").as_str()) && !present.contains(flat.as_str()) {
+                wanted.push((dir.to_string(), flat, o.clone()));
             }
         }
     }

@@ -29,7 +29,7 @@ const MIB: u64 = 1 << 20;
 /// A pointer block whose file is gone.
 struct Orphan {
     /// Resource file, cluster and resource it was read from (for the report).
-    at: (ResKind, u64, u64),
+    at: ResAt,
     /// Allocated entries: index in the block, and the block's volume offset (`None`: to be
     /// zeroed, reads as zeros).
     leaves: Vec<(u64, Option<u64>)>,
@@ -42,9 +42,26 @@ impl Orphan {
         self.leaves.binary_search_by_key(&idx, |l| l.0).ok().map(|i| self.leaves[i].1)
     }
     fn describe(&self) -> String {
-        let (kind, c, r) = self.at;
-        let file = if kind == ResKind::Sb { ".sbc.sf" } else { ".pbc.sf" };
-        format!("{file} cluster {c} resource {r}")
+        describe(self.at)
+    }
+    /// The first data block it names.
+    fn first_data(&self) -> Option<u64> {
+        self.leaves.iter().find_map(|l| l.1)
+    }
+}
+
+/// "<resource file> cluster C resource R", for the report.
+fn describe((kind, c, r): ResAt) -> String {
+    format!("{} cluster {c} resource {r}", kind.file_name())
+}
+
+/// The guest partition table (its kind, "gpt" or "mbr", and the disk size it implies) the scan
+/// found at volume offset `off`.
+fn guest_table(v: &Vol, off: u64) -> Option<(&str, u64)> {
+    let i = v.found.binary_search_by_key(&off, |(o, _)| *o).ok()?;
+    match &v.found[i].1 {
+        What::Guest { fs, size: Some(size) } if fs == "gpt" || fs == "mbr" => Some((fs.as_str(), *size)),
+        _ => None,
     }
 }
 
@@ -70,17 +87,13 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
             continue;
         }
         let Some(Some(first)) = h.leaf(0) else { continue };
-        let Ok(i) = v.found.binary_search_by_key(&first, |(o, _)| *o) else { continue };
-        let What::Guest { fs, size: Some(size) } = &v.found[i].1 else { continue };
-        if fs != "gpt" && fs != "mbr" {
-            continue;
-        }
+        let Some((fs, size)) = guest_table(v, first) else { continue };
         let window = geo.pb_entries.saturating_mul(h.bs);
         let reach = (geo.ptrs_count as u64).saturating_mul(window);
         let (mut len, mut how, mut conf, mut sized_by) = if fs == "gpt" {
-            (*size, "size from the GPT header".to_string(), Confidence::Medium, Vec::new())
+            (size, "size from the GPT header".to_string(), Confidence::Medium, Vec::new())
         } else {
-            mbr_size(v, h, *size, window)
+            mbr_size(v, h, size, window)
         };
         let mut target = None;
         let most = len.saturating_add(window);
@@ -125,7 +138,7 @@ pub(super) fn thin_disks(v: &Vol, deleted: &[Deleted], descs: &[ExtentSize]) -> 
     let mut out = Vec::new();
     for p in plans {
         let n = p.len.div_ceil(p.window);
-        let head_off = orphans[p.head].leaf(0).flatten().or_else(|| first_data(&orphans[p.head])).unwrap_or(0);
+        let head_off = orphans[p.head].first_data().unwrap_or(0);
         if !p.exact && n >= 2 && !p.wins.contains_key(&(n - 1)) {
             notes.push(format!(
                 "{}: disk at volume offset {head_off:#x} ({} bytes, {n} pointer-block windows): its last window \
@@ -221,11 +234,6 @@ struct Plan {
     sized_by: Vec<u64>,
 }
 
-/// The first data block a pointer block names.
-fn first_data(o: &Orphan) -> Option<u64> {
-    o.leaves.iter().find_map(|l| l.1)
-}
-
 /// Disks whose double-indirect pointer block survives: its entries place every leaf pointer
 /// block (entry i maps window i), so the order is the file's, holes included. The size comes
 /// from a guest partition table at its first block, a descriptor, or (when this is the only
@@ -242,12 +250,7 @@ fn double_indirect(
     let geo = &v.fs.geo;
     let mut plans = Vec::new();
     for u in uppers {
-        let file = match u.at.0 {
-            ResKind::Sb => ".sbc.sf",
-            ResKind::Pb2 => ".pb2.sf",
-            _ => ".pbc.sf",
-        };
-        let at = format!("{file} cluster {} resource {}", u.at.1, u.at.2);
+        let at = describe(u.at);
         if u.children.iter().any(|c| claimed[c.1]) {
             continue;
         }
@@ -267,13 +270,7 @@ fn double_indirect(
             .last()
             .map_or(0, |l| last_w.saturating_mul(window).saturating_add((l.0 + 1).saturating_mul(bs)));
         let most = (last_w + 1).saturating_mul(window);
-        let guest = orphans[head].leaf(0).flatten().and_then(|first| {
-            let i = v.found.binary_search_by_key(&first, |(o, _)| *o).ok()?;
-            match &v.found[i].1 {
-                What::Guest { fs, size: Some(size) } if fs == "gpt" || fs == "mbr" => Some((fs.clone(), *size)),
-                _ => None,
-            }
-        });
+        let guest = orphans[head].leaf(0).flatten().and_then(|first| guest_table(v, first));
         let mut target = None;
         let (len, how, conf) = match guest {
             Some((fs, size)) if fs == "gpt" && size >= alloc_end && size <= most => {
