@@ -9,7 +9,8 @@
 # 4 GiB file with no holes (so every byte is read by all three). Each method runs
 # twice per round, $VMFS_RESCUE_BENCH_ROUNDS rounds (default 3), with a cold page cache (dropped
 # when allowed: root), interleaved forward and backward; the figures are medians of the round
-# means, and best runs, in MB/s (10^6 bytes per second) of the image's data bytes. The scan's last run prints its summary line (with its peak memory).
+# means, and best runs, in MB/s (10^6 bytes per second) of the image's data bytes. The scan's
+# last run prints its summary line (with its peak memory).
 #
 # Environment: CARGO_TARGET_DIR, VMFS_RESCUE_BENCH_DIR (default <target>/bench-scan: images and
 # state directories go there).

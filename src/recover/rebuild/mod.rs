@@ -261,20 +261,25 @@ fn walk_into(
             if fd.meta.kind == FdType::SysFile {
                 return;
             }
-            let mut p = prefix.to_vec();
-            p.extend(components.iter().map(|c| String::from_utf8_lossy(c).into_owned()));
+            let p = out_path(prefix, &components);
             cat.items.push(fd_item(fs, label, &fd, p, Some(path), state, method.into(), confidence));
         }
         WalkItem::Error { path, error, entry } => {
             if let Some(e) = entry {
-                let mut p = prefix.to_vec();
-                p.extend(e.components.iter().map(|c| String::from_utf8_lossy(c).into_owned()));
+                let p = out_path(prefix, &e.components);
                 cat.items.push(damaged_item(label, p, path.clone(), e.addr, &error.to_string()));
             }
             errors.push(format!("{label}:{path}: {error}"));
         }
     });
     cat.notes.extend(errors);
+}
+
+/// `prefix` followed by the walk's name components (lossily decoded).
+fn out_path(prefix: &[String], components: &[Vec<u8>]) -> Vec<String> {
+    let mut p = prefix.to_vec();
+    p.extend(components.iter().map(|c| String::from_utf8_lossy(c).into_owned()));
+    p
 }
 
 /// An entry whose FD cannot be read: its name survives, its type, size and block map do not.
